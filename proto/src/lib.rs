@@ -1,0 +1,3 @@
+//! The `signer.v1` gRPC contract.
+
+#![forbid(unsafe_code)]

@@ -1,0 +1,39 @@
+//! `signer-daemon` command line.
+
+use clap::{Parser, Subcommand};
+use signer_daemon::{admin, emulate_card, serve};
+
+/// YubiKey PIV signing daemon and token administration.
+#[derive(Debug, Parser)]
+#[command(name = "signer-daemon", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage emulated tokens (FOR TESTS AND CI ONLY: keys live in a file).
+    #[command(subcommand)]
+    Emulated(admin::EmulatedCommand),
+    /// Generate a key in a slot (needs the management key).
+    Keygen(admin::KeygenArgs),
+    /// Run the gRPC signing daemon on a Unix socket.
+    Serve(serve::ServeArgs),
+    /// Serve an emulated token to pcscd through the vpcd reader driver.
+    EmulateCard(emulate_card::EmulateCardArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Emulated(c) => admin::emulated(c),
+        Command::Keygen(a) => admin::keygen(a),
+        Command::Serve(a) => serve::serve(a),
+        Command::EmulateCard(a) => emulate_card::emulate_card(a),
+    };
+    if let Err(e) = result {
+        eprintln!("signer-daemon: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,30 @@
+//! # signer-lib
+//!
+//! Signing with keys held in a YubiKey's PIV applet, for trust systems (TUF,
+//! Notary, container signing) whose root key must never leave hardware.
+//!
+//! - [`model`]: slots, algorithms, policies, key and token descriptions.
+//! - [`Token`]: the one trait every backend implements.
+//! - [`piv`]: the PIV card protocol as bytes (APDUs, TLV, constants), shared by
+//!   the PIV client and the emulator. No I/O.
+//! - [`secret`]: PIN, PUK and management key types (zeroized, never printed).
+//!
+//! The software-emulated token (module `emulator`) keeps its private keys in
+//! a file. It exists for tests and CI and must never hold a production key.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod model;
+pub mod piv;
+pub mod secret;
+pub mod token;
+
+pub use error::{Error, Result};
+pub use model::{
+    Algorithm, FirmwareVersion, HashAlgorithm, KeyInfo, KeyOrigin, PinPolicy, PublicKey, SlotId,
+    TokenInfo, TokenKind, TouchPolicy,
+};
+pub use secret::{ManagementKey, ManagementKeyAlgorithm, Pin, Puk};
+pub use token::{Attestation, ImportKey, RetryCounters, SignRequest, Token, TokenEvent};

@@ -1,0 +1,250 @@
+//! The `Token` trait: what every backend (emulated, YubiKey over PC/SC) offers.
+//!
+//! # Why the trait is synchronous
+//!
+//! A token is a single physical device that does one thing at a time; PC/SC
+//! (`SCardTransmit`) is a blocking API; a signature may block for up to 15
+//! seconds waiting for a touch. An `async` trait would only wrap those blocking
+//! calls in `spawn_blocking`, hide the fact that the card is serialized, and
+//! make the trait object-unsafe without boxing every future. Instead, methods
+//! take `&mut self` so the type system enforces exclusive access, tokens are
+//! `Send` so they can be moved into the one worker thread that owns the card
+//! (the daemon runs one such worker per token and talks to it over channels),
+//! and callers that need to show "touch your YubiKey" before blocking get a
+//! [`TokenEvent`] callback from [`Token::sign`].
+//!
+//! # Sessions and the PIN
+//!
+//! A token value is a session: PIN verification (policy `once`) lasts until
+//! the session ends, the card is reset, or another applet is selected.
+//! [`Token::verify_pin`] never retries; a rejected PIN returns
+//! [`crate::Error::WrongPin`] with the retries left, and it is the caller's job
+//! (see `crate::session`) to stop using that PIN.
+
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::model::{
+    Algorithm, HashAlgorithm, KeyInfo, PinPolicy, PublicKey, SlotId, TokenInfo, TouchPolicy,
+};
+use crate::secret::{ManagementKey, Pin, Puk};
+
+/// Something that happened while a token operation is in progress, reported
+/// before the token blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenEvent {
+    /// The token is waiting for a physical touch (for at most `timeout`).
+    TouchRequired {
+        /// The slot whose key needs the touch.
+        slot: SlotId,
+        /// How long the token will wait.
+        timeout: Duration,
+    },
+}
+
+/// A signature request.
+#[derive(Clone, Copy, Debug)]
+pub struct SignRequest<'a> {
+    /// The key's slot.
+    pub slot: SlotId,
+    /// The hash that produced `digest`.
+    pub hash: HashAlgorithm,
+    /// The prehashed message; its length must match `hash`.
+    pub digest: &'a [u8],
+    /// When set, the token VERIFYs this PIN immediately before the signature,
+    /// with nothing in between (in one PC/SC transaction on hardware). This is
+    /// how PIN policy `always` is satisfied.
+    pub pin: Option<&'a Pin>,
+}
+
+/// An attestation: the certificate the token issues for a slot's key, and the
+/// device certificate (slot f9) that signed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attestation {
+    /// DER certificate for the attested key, signed by the f9 key.
+    pub slot_certificate: Vec<u8>,
+    /// DER device certificate (the f9 certificate).
+    pub device_certificate: Vec<u8>,
+}
+
+/// Private key material to import (admin operation; imported keys cannot be
+/// attested). The scalar is zeroized on drop.
+#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct ImportKey {
+    /// The curve.
+    #[zeroize(skip)]
+    pub algorithm: Algorithm,
+    /// The private scalar, big-endian, field-length bytes.
+    pub scalar: Vec<u8>,
+}
+
+impl std::fmt::Debug for ImportKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ImportKey({}, ***)", self.algorithm)
+    }
+}
+
+/// Retry counters of the PIN and PUK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryCounters {
+    /// PIN attempts left.
+    pub pin: u8,
+    /// PUK attempts left.
+    pub puk: u8,
+}
+
+/// A PIV token.
+pub trait Token: Send {
+    /// Serial, firmware, model, kind.
+    fn info(&mut self) -> Result<TokenInfo>;
+
+    /// Every key slot that holds a key.
+    fn list_keys(&mut self) -> Result<Vec<KeyInfo>>;
+
+    /// One slot's key (public key, certificate, policies).
+    /// [`crate::Error::KeyNotFound`] when the slot is empty.
+    fn key(&mut self, slot: SlotId) -> Result<KeyInfo>;
+
+    /// One slot's public key.
+    fn public_key(&mut self, slot: SlotId) -> Result<PublicKey> {
+        Ok(self.key(slot)?.public_key)
+    }
+
+    /// Sign a prehashed digest; returns a DER ECDSA signature.
+    /// `events` is called before the token blocks (e.g. for a touch).
+    fn sign(
+        &mut self,
+        request: &SignRequest<'_>,
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<Vec<u8>>;
+
+    /// Sign a prehashed digest without a PIN or event callback.
+    fn sign_digest(&mut self, slot: SlotId, hash: HashAlgorithm, digest: &[u8]) -> Result<Vec<u8>> {
+        self.sign(
+            &SignRequest {
+                slot,
+                hash,
+                digest,
+                pin: None,
+            },
+            &mut |_| {},
+        )
+    }
+
+    /// Attest a key generated on the token.
+    fn attest(&mut self, slot: SlotId) -> Result<Attestation>;
+
+    /// Verify the PIN. On rejection returns [`crate::Error::WrongPin`] with the
+    /// tries left, or [`crate::Error::PinBlocked`]. Never retried internally.
+    fn verify_pin(&mut self, pin: &Pin) -> Result<()>;
+
+    /// PIN and PUK retry counters (does not spend a try).
+    fn retry_counters(&mut self) -> Result<RetryCounters>;
+
+    /// Change the PIN (needs the current PIN).
+    fn change_pin(&mut self, current: &Pin, new: &Pin) -> Result<()>;
+
+    /// Change the PUK (needs the current PUK).
+    fn change_puk(&mut self, current: &Puk, new: &Puk) -> Result<()>;
+
+    /// Set a new PIN using the PUK (works when the PIN is blocked).
+    fn unblock_pin(&mut self, puk: &Puk, new_pin: &Pin) -> Result<()>;
+
+    /// Authenticate with the management key; admin operations below need it.
+    fn authenticate(&mut self, key: &ManagementKey) -> Result<()>;
+
+    /// Generate a key in `slot` (admin). Returns the new key.
+    fn generate_key(
+        &mut self,
+        slot: SlotId,
+        algorithm: Algorithm,
+        pin_policy: PinPolicy,
+        touch_policy: TouchPolicy,
+    ) -> Result<KeyInfo>;
+
+    /// Import a private key into `slot` (admin). Imported keys cannot be attested.
+    fn import_key(
+        &mut self,
+        slot: SlotId,
+        key: &ImportKey,
+        pin_policy: PinPolicy,
+        touch_policy: TouchPolicy,
+    ) -> Result<KeyInfo>;
+
+    /// Store a DER certificate in `slot`'s certificate object (admin).
+    fn put_certificate(&mut self, slot: SlotId, certificate_der: &[u8]) -> Result<()>;
+
+    /// Replace the management key (admin).
+    fn set_management_key(&mut self, new: &ManagementKey, require_touch: bool) -> Result<()>;
+
+    /// Reset the PIV applet to factory state. Refused unless both the PIN and
+    /// the PUK are blocked, as on the device.
+    fn reset(&mut self) -> Result<()>;
+}
+
+impl<T: Token + ?Sized> Token for Box<T> {
+    fn info(&mut self) -> Result<TokenInfo> {
+        (**self).info()
+    }
+    fn list_keys(&mut self) -> Result<Vec<KeyInfo>> {
+        (**self).list_keys()
+    }
+    fn key(&mut self, slot: SlotId) -> Result<KeyInfo> {
+        (**self).key(slot)
+    }
+    fn sign(
+        &mut self,
+        request: &SignRequest<'_>,
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<Vec<u8>> {
+        (**self).sign(request, events)
+    }
+    fn attest(&mut self, slot: SlotId) -> Result<Attestation> {
+        (**self).attest(slot)
+    }
+    fn verify_pin(&mut self, pin: &Pin) -> Result<()> {
+        (**self).verify_pin(pin)
+    }
+    fn retry_counters(&mut self) -> Result<RetryCounters> {
+        (**self).retry_counters()
+    }
+    fn change_pin(&mut self, current: &Pin, new: &Pin) -> Result<()> {
+        (**self).change_pin(current, new)
+    }
+    fn change_puk(&mut self, current: &Puk, new: &Puk) -> Result<()> {
+        (**self).change_puk(current, new)
+    }
+    fn unblock_pin(&mut self, puk: &Puk, new_pin: &Pin) -> Result<()> {
+        (**self).unblock_pin(puk, new_pin)
+    }
+    fn authenticate(&mut self, key: &ManagementKey) -> Result<()> {
+        (**self).authenticate(key)
+    }
+    fn generate_key(
+        &mut self,
+        slot: SlotId,
+        algorithm: Algorithm,
+        pin_policy: PinPolicy,
+        touch_policy: TouchPolicy,
+    ) -> Result<KeyInfo> {
+        (**self).generate_key(slot, algorithm, pin_policy, touch_policy)
+    }
+    fn import_key(
+        &mut self,
+        slot: SlotId,
+        key: &ImportKey,
+        pin_policy: PinPolicy,
+        touch_policy: TouchPolicy,
+    ) -> Result<KeyInfo> {
+        (**self).import_key(slot, key, pin_policy, touch_policy)
+    }
+    fn put_certificate(&mut self, slot: SlotId, certificate_der: &[u8]) -> Result<()> {
+        (**self).put_certificate(slot, certificate_der)
+    }
+    fn set_management_key(&mut self, new: &ManagementKey, require_touch: bool) -> Result<()> {
+        (**self).set_management_key(new, require_touch)
+    }
+    fn reset(&mut self) -> Result<()> {
+        (**self).reset()
+    }
+}

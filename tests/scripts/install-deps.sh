@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Install the Debian packages the main job and the test suite need.
+# Idempotent: installs only what is missing. Needs root (apt-get) when
+# something is missing; without root it fails naming the missing packages.
+set -euo pipefail
+
+# package -> a file it provides (checked instead of dpkg, so a hand-built
+# tool on PATH also counts)
+declare -A NEED=(
+  [pcscd]=/usr/sbin/pcscd
+  [vsmartcard-vpcd]=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
+  [libpcsclite-dev]=/usr/include/PCSC/winscard.h
+  [pkg-config]=/usr/bin/pkg-config
+  [protobuf-compiler]=/usr/bin/protoc
+  [yubico-piv-tool]=/usr/bin/yubico-piv-tool
+  [ykcs11]=/usr/lib/x86_64-linux-gnu/libykcs11.so.2
+  [yubikey-manager]=/usr/bin/ykman
+  [opensc]=/usr/bin/pkcs11-tool
+  [openssl]=/usr/bin/openssl
+  [util-linux]=/usr/bin/unshare
+  [procps]=/usr/bin/pkill
+  [python3-grpcio]=/usr/lib/python3/dist-packages/grpc/__init__.py
+  [python3-grpc-tools]=/usr/lib/python3/dist-packages/grpc_tools/__init__.py
+  [systemd]=/usr/bin/systemd-analyze
+)
+
+missing=()
+for pkg in "${!NEED[@]}"; do
+  [ -e "${NEED[$pkg]}" ] || missing+=("$pkg")
+done
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo not found: install Rust (https://rustup.rs) first" >&2
+  exit 1
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+for pkg in "${missing[@]}"; do
+  if [ ! -e "${NEED[$pkg]}" ]; then
+    echo "install-deps: $pkg installed but ${NEED[$pkg]} is still missing" >&2
+    exit 1
+  fi
+done
