@@ -42,6 +42,19 @@ pub enum Error {
         retries_left: u8,
     },
 
+    /// The PIN from this source was rejected by the card earlier in this
+    /// process and has not changed since; it is refused locally so that a
+    /// wrong PIN is never retried automatically (three in a row block the card).
+    #[error(
+        "the PIN from the {source_description} was rejected by the card ({retries_left} tries left); it will not be tried again: fix it and retry"
+    )]
+    PinRejectedEarlier {
+        /// Where the PIN came from.
+        source_description: String,
+        /// Tries left after the rejection.
+        retries_left: u8,
+    },
+
     /// The PUK retry counter is at zero; the only way out is a PIV reset,
     /// which destroys every key.
     #[error("PUK is blocked: only a PIV reset (which destroys all keys) can recover the token")]

@@ -7,6 +7,7 @@
 //! - [`Token`]: the one trait every backend implements.
 //! - [`piv`]: the PIV card protocol as bytes (APDUs, TLV, constants), shared by
 //!   the PIV client and the emulator. No I/O.
+//! - [`session`]: PIN sources and PIN-policy-driven signing that never retries a rejected PIN.
 //! - [`secret`]: PIN, PUK and management key types (zeroized, never printed).
 //!
 //! The software-emulated token (module `emulator`) keeps its private keys in
@@ -19,6 +20,7 @@ pub mod error;
 pub mod model;
 pub mod piv;
 pub mod secret;
+pub mod session;
 pub mod token;
 
 pub use error::{Error, Result};
