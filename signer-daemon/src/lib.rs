@@ -2,12 +2,30 @@
 //! token administration commands.
 //!
 //! - [`admin`]: `emulated init`, `keygen`, `pubkey`, offline `sign` (token provisioning and use without the daemon).
-//! - [`serve`]: the daemon (`signer-daemon serve`).
+//! - [`serve`]: the daemon (`signer-daemon serve`): configuration, signals, logging.
+//! - [`server`]: the gRPC service and [`server::run`], the entry point tests drive in-process.
+//! - [`policy`]: who may list, sign and attest with which keys.
+//! - [`audit`]: the JSON-lines audit log.
+//! - [`worker`]: one thread per token, its bounded queue and key cache.
+//! - [`socket`]: the Unix socket (paths, permissions, stale sockets, systemd activation).
+//! - [`peer`]: peer credentials of each connection.
+//! - [`status`]: library errors to gRPC status codes.
+//! - [`attestation`]: attestation trust and verdicts.
+//! - [`client`]: `signerctl`'s implementation.
 //! - [`emulate_card`]: serve an emulated token to pcscd through vpcd.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod attestation;
+pub mod audit;
+pub mod client;
 pub mod emulate_card;
+pub mod peer;
+pub mod policy;
 pub mod serve;
+pub mod server;
+pub mod socket;
+pub mod status;
+pub mod worker;

@@ -29,7 +29,7 @@ fn main() {
     let result = match cli.command {
         Command::Emulated(c) => admin::emulated(c),
         Command::Keygen(a) => admin::keygen(a),
-        Command::Serve(a) => serve::serve(a),
+        Command::Serve(a) => serve::serve(a).map_err(Into::into),
         Command::EmulateCard(a) => emulate_card::emulate_card(a),
     };
     if let Err(e) = result {

@@ -1,12 +1,388 @@
-//! The daemon: `signer-daemon serve`.
+//! `signer-daemon serve`: configuration, logging, signals, and the token
+//! workers around [`crate::server::run`].
+//!
+//! Settings come from the command line, then the TOML file given with
+//! `--config`, then defaults. The PIN comes from `--pin-file`, the config's
+//! `pin_file`, `SIGNER_PIN`, or the systemd credential `pin`
+//! (`$CREDENTIALS_DIRECTORY/pin`), in that order; the daemon never prompts.
+//!
+//! Signals: SIGTERM and SIGINT stop the daemon gracefully (exit status 0);
+//! SIGHUP reopens the audit log and reloads the policy from the config file
+//! (a policy that does not load is reported and the old one kept).
 
-use clap::Args;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use signer_lib::Error;
+use signer_lib::session::{PIN_ENV, PinSource};
+
+use crate::attestation::AttestationTrust;
+use crate::audit::AuditLog;
+use crate::policy::{Policy, RuleConfig};
+use crate::server::{Daemon, DaemonOptions};
+use crate::socket::{BoundSocket, default_daemon_socket};
+use crate::worker::{TokenOpener, TokenWorker, WorkerOptions};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for journald/log shippers).
+    Json,
+}
 
 /// `signer-daemon serve`
 #[derive(Debug, Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Token to serve: `emulated:FILE`, `yubikey` or `yubikey:SERIAL`
+    /// (repeat for several tokens).
+    #[arg(long = "token", value_name = "SELECTOR")]
+    pub tokens: Vec<String>,
+    /// Socket path [default: $XDG_RUNTIME_DIR/signer/signer.sock, or
+    /// /run/signer/signer.sock without a user session]. Ignored under
+    /// systemd socket activation.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// TOML configuration (policy rules, audit log, limits).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// File holding the PIN (re-read when needed; never logged).
+    #[arg(long, value_name = "FILE")]
+    pub pin_file: Option<PathBuf>,
+    /// Audit log path [default: /var/log/signer/audit.jsonl, or
+    /// $XDG_STATE_HOME/signer/audit.jsonl in a user session].
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax); `SIGNER_LOG` also works.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
 
-/// Run the daemon.
-pub fn serve(_args: ServeArgs) -> crate::admin::anyhow_like::Result {
-    Err("not implemented".into())
+/// The configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Socket path.
+    pub socket: Option<PathBuf>,
+    /// Token selectors.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// PIN file.
+    pub pin_file: Option<PathBuf>,
+    /// Audit log path.
+    pub audit_log: Option<PathBuf>,
+    /// Requests that may wait per token (default 256).
+    pub queue_capacity: Option<usize>,
+    /// Largest request accepted, bytes (default 1 MiB).
+    pub max_request_bytes: Option<usize>,
+    /// Wait limit for requests without a deadline, seconds (default 120).
+    pub request_timeout_secs: Option<u64>,
+    /// Grace period for requests in flight at shutdown, seconds (default 30).
+    pub shutdown_grace_secs: Option<u64>,
+    /// Poll an idle token every this many seconds to notice card changes
+    /// (default 5; 0 disables).
+    pub card_poll_secs: Option<u64>,
+    /// Trust emulated tokens' attestation root (tests and CI only; default false).
+    #[serde(default)]
+    pub trust_emulated_root: bool,
+    /// Extra trusted attestation roots (PEM files).
+    #[serde(default)]
+    pub attestation_roots: Vec<PathBuf>,
+    /// Policy rules (`[[rule]]` tables).
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// Errors that stop the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Bad or missing configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The socket could not be set up.
+    #[error(transparent)]
+    Socket(#[from] crate::socket::SocketError),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// The policy is invalid.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// A token cannot be served.
+    #[error("token {selector}: {source}")]
+    Token {
+        /// The selector.
+        selector: String,
+        /// Why.
+        #[source]
+        source: Error,
+    },
+    /// Runtime failure.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// Read and parse a configuration file.
+pub fn load_config(path: &Path) -> Result<ConfigFile, ServeError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ServeError::Config(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ServeError::Config(format!("{}: {e}", path.display())))
+}
+
+/// The default audit log for this environment.
+pub fn default_audit_log() -> PathBuf {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| !d.is_empty()) {
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+        if let Some(state) = state {
+            return state.join("signer").join("audit.jsonl");
+        }
+    }
+    PathBuf::from("/var/log/signer/audit.jsonl")
+}
+
+/// Where the daemon's PIN comes from (never a prompt).
+pub fn daemon_pin_source(pin_file: Option<PathBuf>) -> PinSource {
+    if let Some(p) = pin_file {
+        return PinSource::File(p);
+    }
+    if std::env::var_os(PIN_ENV).is_some() {
+        return PinSource::Env(PIN_ENV.to_string());
+    }
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let p = PathBuf::from(dir).join("pin");
+        if p.exists() {
+            return PinSource::File(p);
+        }
+    }
+    PinSource::None
+}
+
+/// How to open the token a selector names.
+pub fn token_opener(selector: &str) -> Result<TokenOpener, Error> {
+    Err(Error::NotSupported {
+        what: format!("token selector {selector:?}: no token backend is built into this daemon yet"),
+    })
+}
+
+/// Failures at start-up that mean "try again later" rather than "misconfigured".
+fn is_transient(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Unavailable { .. }
+            | Error::TokenNotFound { .. }
+            | Error::CardRemoved { .. }
+            | Error::CardReset
+            | Error::CardInUse { .. }
+    )
+}
+
+fn init_logging(format: LogFormat, filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = filter
+        .map(EnvFilter::new)
+        .or_else(|| EnvFilter::try_from_env("SIGNER_LOG").ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Run the daemon until SIGTERM/SIGINT.
+pub fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    init_logging(args.log_format, args.log_level.as_deref());
+    let config = match &args.config {
+        Some(p) => load_config(p)?,
+        None => ConfigFile::default(),
+    };
+    let euid = rustix::process::geteuid().as_raw();
+    let policy = Policy::from_config(euid, &config.rules)?;
+
+    let selectors: Vec<String> = if args.tokens.is_empty() {
+        config.tokens.clone()
+    } else {
+        args.tokens.clone()
+    };
+    if selectors.is_empty() {
+        return Err(ServeError::Config(
+            "no token to serve: give --token emulated:FILE, --token yubikey or --token yubikey:SERIAL (or tokens = [...] in the config)".into(),
+        ));
+    }
+
+    let audit_path = args
+        .audit_log
+        .clone()
+        .or(config.audit_log.clone())
+        .unwrap_or_else(default_audit_log);
+    if let Some(dir) = audit_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)
+                .map_err(|e| {
+                    ServeError::Config(format!("cannot create audit log directory {}: {e}", dir.display()))
+                })?;
+        }
+    }
+    let audit = AuditLog::open(&audit_path)?;
+
+    // The socket: passed by systemd, or created here.
+    let bound = match BoundSocket::from_systemd()? {
+        Some(b) => {
+            tracing::info!("using the socket passed by systemd (socket activation)");
+            b
+        }
+        None => {
+            let path = args
+                .socket
+                .clone()
+                .or(config.socket.clone())
+                .unwrap_or_else(default_daemon_socket);
+            BoundSocket::bind(&path)?
+        }
+    };
+
+    let pin_source = daemon_pin_source(args.pin_file.clone().or(config.pin_file.clone()));
+    let worker_options = WorkerOptions {
+        queue_capacity: config.queue_capacity.unwrap_or(256),
+        poll_interval: match config.card_poll_secs.unwrap_or(5) {
+            0 => None,
+            s => Some(Duration::from_secs(s)),
+        },
+        pin_source,
+    };
+    let mut workers = Vec::new();
+    for selector in &selectors {
+        let opener = token_opener(selector).map_err(|source| ServeError::Token {
+            selector: selector.clone(),
+            source,
+        })?;
+        let (worker, first) = TokenWorker::spawn(selector.clone(), opener, worker_options.clone())
+            .map_err(|e| ServeError::Runtime(format!("cannot start the token worker: {e}")))?;
+        match first {
+            Ok(()) => {}
+            Err(e) if is_transient(&e) => {
+                tracing::warn!(token = %selector, error = %e, "token not reachable yet; will keep trying");
+            }
+            Err(source) => {
+                return Err(ServeError::Token {
+                    selector: selector.clone(),
+                    source,
+                });
+            }
+        }
+        workers.push(worker);
+    }
+
+    let options = DaemonOptions {
+        max_request_bytes: config.max_request_bytes.unwrap_or(1024 * 1024),
+        request_timeout: Duration::from_secs(config.request_timeout_secs.unwrap_or(120)),
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs.unwrap_or(30)),
+    };
+    let trust = AttestationTrust {
+        trust_emulated_root: config.trust_emulated_root,
+        extra_roots: config.attestation_roots.clone(),
+    };
+    let grace = options.shutdown_grace;
+    let daemon = Daemon::new(workers, policy, audit, trust, options);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("signer-daemon")
+        .build()
+        .map_err(|e| ServeError::Runtime(format!("cannot start the async runtime: {e}")))?;
+
+    let config_path = args.config.clone();
+    let result = runtime.block_on(async {
+        bound
+            .listener
+            .set_nonblocking(true)
+            .map_err(|e| ServeError::Runtime(format!("socket: {e}")))?;
+        let listener = tokio::net::UnixListener::from_std(
+            bound
+                .listener
+                .try_clone()
+                .map_err(|e| ServeError::Runtime(format!("socket: {e}")))?,
+        )
+        .map_err(|e| ServeError::Runtime(format!("socket: {e}")))?;
+        let shutdown = signals(daemon.clone(), config_path, euid)?;
+        tracing::info!(
+            socket = ?bound.path,
+            audit_log = %audit_path.display(),
+            tokens = selectors.len(),
+            rules = daemon.policy().rule_count(),
+            "signer-daemon serving"
+        );
+        crate::server::run(listener, daemon.clone(), shutdown)
+            .await
+            .map_err(|e| ServeError::Runtime(format!("server: {e}")))
+    });
+    let started_stop = std::time::Instant::now();
+    if !daemon.stop_workers(grace) {
+        tracing::warn!(
+            waited = ?started_stop.elapsed(),
+            "a token worker was still busy at exit (waiting for a touch?)"
+        );
+    }
+    drop(bound);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match Arc::try_unwrap(daemon) {
+        Ok(d) => drop(d), // flushes the audit log
+        Err(_) => tracing::debug!("daemon still referenced at exit"),
+    }
+    tracing::info!("signer-daemon stopped");
+    result
+}
+
+/// Install the signal handlers; the returned future completes on SIGTERM or SIGINT.
+fn signals(
+    daemon: Arc<Daemon>,
+    config_path: Option<PathBuf>,
+    euid: u32,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, ServeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let sig = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| ServeError::Runtime(format!("cannot handle {name}: {e}")))
+    };
+    let mut term = sig(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = sig(SignalKind::interrupt(), "SIGINT")?;
+    let mut hup = sig(SignalKind::hangup(), "SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reopening the audit log and reloading the policy");
+            daemon.reopen_audit_log();
+            if let Some(path) = &config_path {
+                match load_config(path)
+                    .and_then(|c| Policy::from_config(euid, &c.rules).map_err(Into::into))
+                {
+                    Ok(p) => {
+                        tracing::info!(rules = p.rule_count(), "policy reloaded");
+                        daemon.set_policy(p);
+                    }
+                    Err(e) => tracing::error!(error = %e, "policy not reloaded; keeping the old one"),
+                }
+            }
+        }
+    });
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }

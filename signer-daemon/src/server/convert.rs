@@ -1,0 +1,206 @@
+//! Between the library's model and the `signer.v1` messages. Request enums
+//! are checked strictly: an unspecified or unknown value is INVALID_ARGUMENT,
+//! never a default.
+
+use signer_lib::{
+    Algorithm, HashAlgorithm, KeyInfo, KeyOrigin, PinPolicy, TokenKind, TouchPolicy,
+};
+use signer_proto::v1 as pb;
+use tonic::Status;
+
+use crate::worker::Snapshot;
+
+/// The hash named by a request.
+pub fn hash_from_proto(value: i32) -> Result<HashAlgorithm, Status> {
+    match pb::HashAlgorithm::try_from(value) {
+        Ok(pb::HashAlgorithm::Sha256) => Ok(HashAlgorithm::Sha256),
+        Ok(pb::HashAlgorithm::Sha384) => Ok(HashAlgorithm::Sha384),
+        Ok(pb::HashAlgorithm::Sha512) => Ok(HashAlgorithm::Sha512),
+        Ok(pb::HashAlgorithm::Unspecified) => Err(Status::invalid_argument(
+            "hash is required: HASH_ALGORITHM_SHA256, HASH_ALGORITHM_SHA384 or HASH_ALGORITHM_SHA512",
+        )),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown hash value {value}: use HASH_ALGORITHM_SHA256 (1), _SHA384 (2) or _SHA512 (3)"
+        ))),
+    }
+}
+
+/// The proto spelling of a hash.
+pub fn hash_to_proto(h: HashAlgorithm) -> pb::HashAlgorithm {
+    match h {
+        HashAlgorithm::Sha256 => pb::HashAlgorithm::Sha256,
+        HashAlgorithm::Sha384 => pb::HashAlgorithm::Sha384,
+        HashAlgorithm::Sha512 => pb::HashAlgorithm::Sha512,
+    }
+}
+
+/// Signature encodings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// ASN.1 DER.
+    Der,
+    /// r || s.
+    Raw,
+}
+
+/// The format named by a request.
+pub fn format_from_proto(value: i32) -> Result<Format, Status> {
+    match pb::SignatureFormat::try_from(value) {
+        Ok(pb::SignatureFormat::Der) => Ok(Format::Der),
+        Ok(pb::SignatureFormat::Raw) => Ok(Format::Raw),
+        Ok(pb::SignatureFormat::Unspecified) => Err(Status::invalid_argument(
+            "format is required: SIGNATURE_FORMAT_DER or SIGNATURE_FORMAT_RAW",
+        )),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown signature format value {value}: use SIGNATURE_FORMAT_DER (1) or SIGNATURE_FORMAT_RAW (2)"
+        ))),
+    }
+}
+
+/// The proto spelling of a format.
+pub fn format_to_proto(f: Format) -> pb::SignatureFormat {
+    match f {
+        Format::Der => pb::SignatureFormat::Der,
+        Format::Raw => pb::SignatureFormat::Raw,
+    }
+}
+
+fn algorithm_to_proto(a: Algorithm) -> pb::Algorithm {
+    match a {
+        Algorithm::EccP256 => pb::Algorithm::EccP256,
+        Algorithm::EccP384 => pb::Algorithm::EccP384,
+        Algorithm::Rsa2048 => pb::Algorithm::Rsa2048,
+        Algorithm::Ed25519 => pb::Algorithm::Ed25519,
+    }
+}
+
+/// PIN policy (unresolved `Default` means the token cannot tell).
+pub fn pin_policy_to_proto(p: PinPolicy) -> pb::PinPolicy {
+    match p {
+        PinPolicy::Default => pb::PinPolicy::Unspecified,
+        PinPolicy::Never => pb::PinPolicy::Never,
+        PinPolicy::Once => pb::PinPolicy::Once,
+        PinPolicy::Always => pb::PinPolicy::Always,
+    }
+}
+
+/// Touch policy (unresolved `Default` means the token cannot tell).
+pub fn touch_policy_to_proto(p: TouchPolicy) -> pb::TouchPolicy {
+    match p {
+        TouchPolicy::Default => pb::TouchPolicy::Unspecified,
+        TouchPolicy::Never => pb::TouchPolicy::Never,
+        TouchPolicy::Always => pb::TouchPolicy::Always,
+        TouchPolicy::Cached => pb::TouchPolicy::Cached,
+    }
+}
+
+/// A key as the contract describes it.
+pub fn key_to_proto(token_serial: u32, k: &KeyInfo) -> pb::Key {
+    pb::Key {
+        token_serial,
+        slot: k.slot.to_string(),
+        algorithm: algorithm_to_proto(k.algorithm()) as i32,
+        key_id: k.key_id.clone(),
+        public_key_der: k.public_key.spki_der.clone(),
+        public_key_pem: k.public_key.to_pem().unwrap_or_default(),
+        pin_policy: pin_policy_to_proto(k.pin_policy) as i32,
+        touch_policy: touch_policy_to_proto(k.touch_policy) as i32,
+        origin: match k.origin {
+            Some(KeyOrigin::Generated) => pb::KeyOrigin::Generated,
+            Some(KeyOrigin::Imported) => pb::KeyOrigin::Imported,
+            None => pb::KeyOrigin::Unspecified,
+        } as i32,
+        certificate_der: k.certificate.clone().unwrap_or_default(),
+    }
+}
+
+/// A token as the contract describes it.
+pub fn token_to_proto(label: &str, s: &Snapshot) -> pb::Token {
+    match &s.info {
+        Some(info) => pb::Token {
+            serial: info.serial,
+            firmware: info.firmware.to_string(),
+            model: info.model.clone(),
+            kind: match info.kind {
+                TokenKind::Hardware => pb::TokenKind::Hardware,
+                TokenKind::Emulated => pb::TokenKind::Emulated,
+            } as i32,
+            reader: info.reader.clone().unwrap_or_default(),
+            available: s.available,
+            status: s.status.clone(),
+        },
+        None => pb::Token {
+            model: format!("not reached yet ({label})"),
+            available: false,
+            status: s.status.clone(),
+            ..Default::default()
+        },
+    }
+}
+
+/// Check a signature the token returned against the key and digest, and
+/// encode it as asked. A token that returns a signature that does not verify
+/// (a fault, or the wrong key) gets INTERNAL, and the signature is not released.
+pub fn check_and_encode_signature(
+    key: &KeyInfo,
+    card_input: &[u8],
+    der: &[u8],
+    format: Format,
+) -> Result<Vec<u8>, Status> {
+    use signature::hazmat::PrehashVerifier;
+    let bad = |what: String| {
+        tracing::error!(key_id = %key.key_id, slot = %key.slot, "{what}");
+        Status::internal(format!(
+            "the token returned an invalid signature ({what}); it was not released"
+        ))
+    };
+    match key.algorithm() {
+        Algorithm::EccP256 => {
+            use p256::pkcs8::DecodePublicKey;
+            let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&key.public_key.spki_der)
+                .map_err(|e| bad(format!("unusable public key: {e}")))?;
+            let sig = p256::ecdsa::Signature::from_der(der)
+                .map_err(|e| bad(format!("not a DER ECDSA signature: {e}")))?;
+            vk.verify_prehash(card_input, &sig)
+                .map_err(|_| bad("signature does not verify".into()))?;
+            Ok(match format {
+                Format::Der => der.to_vec(),
+                Format::Raw => sig.to_bytes().to_vec(),
+            })
+        }
+        Algorithm::EccP384 => {
+            use p384::pkcs8::DecodePublicKey;
+            let vk = p384::ecdsa::VerifyingKey::from_public_key_der(&key.public_key.spki_der)
+                .map_err(|e| bad(format!("unusable public key: {e}")))?;
+            let sig = p384::ecdsa::Signature::from_der(der)
+                .map_err(|e| bad(format!("not a DER ECDSA signature: {e}")))?;
+            vk.verify_prehash(card_input, &sig)
+                .map_err(|_| bad("signature does not verify".into()))?;
+            Ok(match format {
+                Format::Der => der.to_vec(),
+                Format::Raw => sig.to_bytes().to_vec(),
+            })
+        }
+        other => Err(Status::invalid_argument(format!(
+            "unsupported algorithm {other}: this signer implements p256 and p384"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn unspecified_and_unknown_enums_are_rejected() {
+        assert_eq!(hash_from_proto(0).unwrap_err().code(), Code::InvalidArgument);
+        let e = hash_from_proto(99).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().contains("unknown hash value 99"));
+        assert_eq!(hash_from_proto(2).unwrap(), HashAlgorithm::Sha384);
+        assert_eq!(format_from_proto(0).unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(format_from_proto(-1).unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(format_from_proto(2).unwrap(), Format::Raw);
+    }
+}
