@@ -284,6 +284,9 @@ impl Drop for TokenWorker {
     }
 }
 
+/// How often an unreachable token is tried again.
+const RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Errors after which the connection to the token is dropped and reopened.
 fn means_token_gone(e: &Error) -> bool {
     matches!(
@@ -311,7 +314,16 @@ struct Worker {
 impl Worker {
     fn run(&mut self, rx: mpsc::Receiver<Job>, poll: Option<Duration>) {
         loop {
-            let job = match poll {
+            // While the token is unreachable, try to reconnect every second
+            // whether or not polling is configured, so that requests (which
+            // are refused with UNAVAILABLE meanwhile) work again soon after
+            // the card is back.
+            let wait = if self.current().available {
+                poll
+            } else {
+                Some(poll.map_or(RECONNECT_INTERVAL, |p| p.min(RECONNECT_INTERVAL)))
+            };
+            let job = match wait {
                 Some(interval) => match rx.recv_timeout(interval) {
                     Ok(job) => job,
                     Err(RecvTimeoutError::Timeout) => {

@@ -37,7 +37,13 @@ impl Call {
             .extensions()
             .get::<PeerConnectInfo>()
             .and_then(|c| c.0.clone());
-        let timeout = grpc_timeout(request.metadata()).unwrap_or(daemon.options.request_timeout);
+        // The caller's deadline, less a margin so that the daemon's
+        // DEADLINE_EXCEEDED (with its reason, and audited) reaches the
+        // caller before the caller's own timer gives up.
+        let timeout = match grpc_timeout(request.metadata()) {
+            Some(t) => t.saturating_sub((t / 10).clamp(Duration::from_millis(20), Duration::from_millis(250))),
+            None => daemon.options.request_timeout,
+        };
         let record = AuditRecord {
             time: now_rfc3339(),
             request_id: daemon.next_request.fetch_add(1, Ordering::Relaxed),

@@ -16,10 +16,14 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use signer_proto::v1::signer_server::SignerServer;
 use tokio::net::UnixListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::UnixListenerStream;
+use tonic::codegen::http;
+use tonic::transport::server::Connected;
 use tonic_health::ServingStatus;
 
 use crate::attestation::AttestationTrust;
@@ -136,7 +140,7 @@ pub async fn run(
     listener: UnixListener,
     daemon: Arc<Daemon>,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
+) -> std::io::Result<()> {
     let limit = daemon.options.max_request_bytes;
     let grace = daemon.options.shutdown_grace;
 
@@ -194,44 +198,80 @@ pub async fn run(
     let signer = SignerServer::new(SignerService::new(daemon.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(16 * 1024 * 1024);
+    let mut routes = tonic::service::Routes::new(signer)
+        .add_service(health_service.max_decoding_message_size(limit));
+    if let (Some(v1), Some(v1alpha)) = (reflection_v1, reflection_v1alpha) {
+        routes = routes
+            .add_service(v1.max_decoding_message_size(limit))
+            .add_service(v1alpha.max_decoding_message_size(limit));
+    }
+    let routes = routes.prepare();
 
-    let incoming = UnixListenerStream::new(listener).map(|r| r.map(PeerStream::new));
+    // HTTP/2 only (gRPC), with small header limits. The daemon serves
+    // connections itself rather than through tonic's `Server` so that the
+    // caller's deadline (`grpc-timeout`) is enforced by the handlers, which
+    // answer DEADLINE_EXCEEDED and audit it, instead of a transport timer
+    // that would drop the request and answer CANCELLED.
+    let mut builder = AutoBuilder::new(TokioExecutor::new()).http2_only();
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(16 * 1024)
+        .max_concurrent_streams(1024)
+        .keep_alive_interval(None);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
 
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = {
-        let health = health.clone();
-        async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections; finishing requests in flight");
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            health
-                .set_service_status(signer_proto::SERVICE_NAME, ServingStatus::NotServing)
-                .await;
-            let _ = stopping_tx.send(());
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let peer = PeerStream::new(stream);
+                let info = peer.connect_info();
+                if let Some(p) = &info.0 {
+                    tracing::debug!(uid = p.uid, gid = p.gid, pid = p.pid, "connection");
+                }
+                let service = tower::ServiceExt::map_request(
+                    routes.clone(),
+                    move |mut req: http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(info.clone());
+                        req
+                    },
+                );
+                let conn = builder
+                    .serve_connection(TokioIo::new(peer), TowerToHyperService::new(service))
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        // Garbage, a client that hung up, a protocol error:
+                        // only this connection is affected.
+                        tracing::debug!(error = %e, "connection closed with an error");
+                    }
+                });
+            }
         }
-    };
+    }
 
-    let server = tonic::transport::Server::builder()
-        .http2_max_header_list_size(16 * 1024)
-        .add_service(signer)
-        .add_service(health_service.max_decoding_message_size(limit))
-        .add_optional_service(reflection_v1)
-        .add_optional_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(incoming, signal);
-
-    let deadline = async move {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-
-    let result = tokio::select! {
-        r = server => r,
-        () = deadline => {
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(signer_proto::SERVICE_NAME, ServingStatus::NotServing)
+        .await;
+    let result = match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => Ok(()),
+        Err(_) => {
             tracing::warn!(?grace, "requests still in flight after the shutdown grace period; stopping anyway");
             Ok(())
         }
