@@ -1,6 +1,5 @@
-//! `signerctl`: the client of signer-daemon.
+//! `signerctl`: the client of signer-daemon (see `signer_daemon::client`).
 
 fn main() {
-    eprintln!("signerctl: not implemented yet");
-    std::process::exit(2);
+    std::process::exit(signer_daemon::client::main());
 }
