@@ -22,6 +22,9 @@ declare -A NEED=(
   [python3-grpcio]=/usr/lib/python3/dist-packages/grpc/__init__.py
   [python3-grpc-tools]=/usr/lib/python3/dist-packages/grpc_tools/__init__.py
   [systemd]=/usr/bin/systemd-analyze
+  [udev]=/usr/bin/udevadm
+  [nodejs]=/usr/bin/node
+  [python3-pip]=/usr/lib/python3/dist-packages/pip/__init__.py
 )
 
 missing=()
