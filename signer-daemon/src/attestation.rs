@@ -25,9 +25,7 @@ impl AttestationTrust {
     pub fn verdict(&self, _attestation: &Attestation, key: &KeyInfo) -> pb::Verdict {
         pb::Verdict {
             trusted: false,
-            problems: vec![
-                "attestation verification is not available in this build".to_string(),
-            ],
+            problems: vec!["attestation verification is not available in this build".to_string()],
             slot: key.slot.to_string(),
             ..Default::default()
         }

@@ -97,7 +97,10 @@ pub struct AuditError {
 }
 
 enum Msg {
-    Record(Box<AuditRecord>, Option<oneshot::Sender<Result<(), AuditError>>>),
+    Record(
+        Box<AuditRecord>,
+        Option<oneshot::Sender<Result<(), AuditError>>>,
+    ),
     Reopen,
 }
 
@@ -188,7 +191,9 @@ fn open_append(path: &Path) -> Result<File, AuditError> {
         .append(true)
         .create(true)
         .mode(0o640)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::CLOEXEC.bits() as i32)
+        .custom_flags(
+            rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::CLOEXEC.bits() as i32,
+        )
         .open(path)
         .map_err(|e| AuditError {
             path: path.to_path_buf(),
@@ -318,7 +323,11 @@ mod tests {
         assert_eq!(text.lines().count(), 200);
         let mut ids: Vec<u64> = text
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["request_id"].as_u64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["request_id"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect();
         ids.sort_unstable();
         assert_eq!(ids, (0..200).collect::<Vec<_>>());
@@ -328,7 +337,10 @@ mod tests {
         std::fs::rename(&path, &rotated).unwrap();
         log.reopen();
         log.write(rec(1000)).await.unwrap();
-        assert_eq!(std::fs::read_to_string(&rotated).unwrap().lines().count(), 200);
+        assert_eq!(
+            std::fs::read_to_string(&rotated).unwrap().lines().count(),
+            200
+        );
         let new = std::fs::read_to_string(&path).unwrap();
         assert_eq!(new.lines().count(), 1);
         assert!(new.contains("\"request_id\":1000"));

@@ -241,7 +241,11 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -485,18 +489,21 @@ fn hash_of(name: &str) -> Option<(pb::HashAlgorithm, usize)> {
 }
 
 fn prepare_sign(a: &SignArgs) -> Result<PreparedSign, Failure> {
-    if a.output.is_none() && a.format != OutputFormat::Base64 && std::io::stdout().is_terminal()
-    {
+    if a.output.is_none() && a.format != OutputFormat::Base64 && std::io::stdout().is_terminal() {
         return Err(Failure::usage(
             "refusing to write a binary signature to a terminal: use -o FILE or --format base64",
         ));
     }
     if let Some(d) = &a.digest {
         let (h, hexpart) = d.split_once(':').ok_or_else(|| {
-            Failure::usage(format!("--digest {d:?}: expected HASH:HEX, e.g. sha256:9f86d0..."))
+            Failure::usage(format!(
+                "--digest {d:?}: expected HASH:HEX, e.g. sha256:9f86d0..."
+            ))
         })?;
         let (hash, len) = hash_of(h).ok_or_else(|| {
-            Failure::usage(format!("--digest: unknown hash {h:?} (sha256, sha384, sha512)"))
+            Failure::usage(format!(
+                "--digest: unknown hash {h:?} (sha256, sha384, sha512)"
+            ))
         })?;
         let digest = hex::decode(hexpart.trim())
             .map_err(|e| Failure::usage(format!("--digest: not hex: {e}")))?;
@@ -509,16 +516,16 @@ fn prepare_sign(a: &SignArgs) -> Result<PreparedSign, Failure> {
         }
         return Ok(PreparedSign { hash, digest });
     }
-    let (hash, mut hasher): (pb::HashAlgorithm, Box<dyn sha2::digest::DynDigest>) = match a.hash
-    {
+    let (hash, mut hasher): (pb::HashAlgorithm, Box<dyn sha2::digest::DynDigest>) = match a.hash {
         HashArg::Sha256 => (pb::HashAlgorithm::Sha256, Box::new(sha2::Sha256::new())),
         HashArg::Sha384 => (pb::HashAlgorithm::Sha384, Box::new(sha2::Sha384::new())),
         HashArg::Sha512 => (pb::HashAlgorithm::Sha512, Box::new(sha2::Sha512::new())),
     };
     let mut reader: Box<dyn Read> = match &a.input {
-        Some(p) => Box::new(std::fs::File::open(p).map_err(|e| {
-            Failure::usage(format!("cannot read {}: {e}", p.display()))
-        })?),
+        Some(p) => Box::new(
+            std::fs::File::open(p)
+                .map_err(|e| Failure::usage(format!("cannot read {}: {e}", p.display())))?,
+        ),
         None => {
             if std::io::stdin().is_terminal() {
                 return Err(Failure::usage(
@@ -580,7 +587,8 @@ async fn sign(
             None => {}
         }
     }
-    let r = response.ok_or_else(|| Failure::internal("the daemon ended the stream without a signature"))?;
+    let r = response
+        .ok_or_else(|| Failure::internal("the daemon ended the stream without a signature"))?;
     if r.digest != p.digest || r.hash != p.hash as i32 {
         return Err(Failure::internal(
             "the daemon returned a signature for another digest; discarded",
@@ -623,7 +631,10 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Failure::internal(format!("cannot write {}: {e}", path.display())));
+        return Err(Failure::internal(format!(
+            "cannot write {}: {e}",
+            path.display()
+        )));
     }
     Ok(())
 }
@@ -676,18 +687,42 @@ async fn attest(channel: Channel, a: AttestArgs, timeout: Duration) -> Result<i3
         });
         w(writeln!(out, "{json:#}"))?;
     } else {
-        w(writeln!(out, "key:           {} (token {}, slot {})", key.key_id, key.token_serial, key.slot))?;
-        w(writeln!(out, "trusted:       {}", if verdict.trusted { "yes" } else { "NO" }))?;
+        w(writeln!(
+            out,
+            "key:           {} (token {}, slot {})",
+            key.key_id, key.token_serial, key.slot
+        ))?;
+        w(writeln!(
+            out,
+            "trusted:       {}",
+            if verdict.trusted { "yes" } else { "NO" }
+        ))?;
         w(writeln!(
             out,
             "serial:        {}",
             info.serial.map_or("-".to_string(), |s| s.to_string())
         ))?;
         w(writeln!(out, "firmware:      {}", or_dash(&info.firmware)))?;
-        w(writeln!(out, "pin policy:    {}", pin_name(info.pin_policy)))?;
-        w(writeln!(out, "touch policy:  {}", touch_name(info.touch_policy)))?;
-        w(writeln!(out, "form factor:   {}", or_dash(&info.form_factor)))?;
-        w(writeln!(out, "attested key:  {}", or_dash(&verdict.attested_key_id)))?;
+        w(writeln!(
+            out,
+            "pin policy:    {}",
+            pin_name(info.pin_policy)
+        ))?;
+        w(writeln!(
+            out,
+            "touch policy:  {}",
+            touch_name(info.touch_policy)
+        ))?;
+        w(writeln!(
+            out,
+            "form factor:   {}",
+            or_dash(&info.form_factor)
+        ))?;
+        w(writeln!(
+            out,
+            "attested key:  {}",
+            or_dash(&verdict.attested_key_id)
+        ))?;
         for p in &verdict.problems {
             w(writeln!(out, "problem:       {p}"))?;
         }
@@ -737,7 +772,10 @@ mod tests {
             key: id.clone(),
             token: None,
         });
-        assert_eq!(r.key, Some(pb::key_ref::Key::KeyId(id.to_ascii_lowercase())));
+        assert_eq!(
+            r.key,
+            Some(pb::key_ref::Key::KeyId(id.to_ascii_lowercase()))
+        );
         let r = key_ref(&KeyArgs {
             key: "9c".into(),
             token: Some(7),
@@ -793,7 +831,11 @@ mod tests {
         let ok = prepare_sign(&args(&format!("sha256:{}", "00".repeat(32)))).unwrap();
         assert_eq!(ok.digest.len(), 32);
         for bad in ["sha256:00", "md5:00", "nohash", "sha256:zz"] {
-            assert_eq!(prepare_sign(&args(bad)).unwrap_err().code, exit::USAGE, "{bad}");
+            assert_eq!(
+                prepare_sign(&args(bad)).unwrap_err().code,
+                exit::USAGE,
+                "{bad}"
+            );
         }
     }
 }

@@ -134,7 +134,9 @@ impl KeyPattern {
             None => (None, t),
         };
         let slot = slot.parse::<SlotId>().map_err(|_| {
-            format!("{s:?} is neither \"*\", a 64-hex-digit key id, a slot (\"9c\") nor SERIAL:SLOT")
+            format!(
+                "{s:?} is neither \"*\", a 64-hex-digit key id, a slot (\"9c\") nor SERIAL:SLOT"
+            )
         })?;
         Ok(KeyPattern::Slot { serial, slot })
     }
@@ -270,7 +272,9 @@ impl Policy {
                 }
             }
             if r.keys.is_empty() {
-                return Err(err("names no keys (use keys = [\"*\"] for every key)".into()));
+                return Err(err(
+                    "names no keys (use keys = [\"*\"] for every key)".into()
+                ));
             }
             let keys = r
                 .keys

@@ -170,7 +170,9 @@ pub fn daemon_pin_source(pin_file: Option<PathBuf>) -> PinSource {
 /// How to open the token a selector names.
 pub fn token_opener(selector: &str) -> Result<TokenOpener, Error> {
     Err(Error::NotSupported {
-        what: format!("token selector {selector:?}: no token backend is built into this daemon yet"),
+        what: format!(
+            "token selector {selector:?}: no token backend is built into this daemon yet"
+        ),
     })
 }
 
@@ -235,7 +237,10 @@ pub fn serve(args: ServeArgs) -> Result<(), ServeError> {
                 .mode(0o750)
                 .create(dir)
                 .map_err(|e| {
-                    ServeError::Config(format!("cannot create audit log directory {}: {e}", dir.display()))
+                    ServeError::Config(format!(
+                        "cannot create audit log directory {}: {e}",
+                        dir.display()
+                    ))
                 })?;
         }
     }
@@ -374,7 +379,9 @@ fn signals(
                         tracing::info!(rules = p.rule_count(), "policy reloaded");
                         daemon.set_policy(p);
                     }
-                    Err(e) => tracing::error!(error = %e, "policy not reloaded; keeping the old one"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "policy not reloaded; keeping the old one")
+                    }
                 }
             }
         }

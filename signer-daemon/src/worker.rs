@@ -100,7 +100,9 @@ pub enum WorkError {
     #[error("the daemon is shutting down; retry against the next instance")]
     ShuttingDown,
     /// The request's deadline passed while it waited in the queue.
-    #[error("the request's deadline passed after {waited:?} waiting for the token; nothing was sent to the card")]
+    #[error(
+        "the request's deadline passed after {waited:?} waiting for the token; nothing was sent to the card"
+    )]
     DeadlineExpired {
         /// Time spent queued.
         waited: Duration,
@@ -385,9 +387,12 @@ impl Worker {
                         let _ = tx.send(ev);
                     }
                 };
-                Ok(Output::Signature(
-                    self.session.sign(slot, hash, &digest, &mut forward)?,
-                ))
+                Ok(Output::Signature(self.session.sign(
+                    slot,
+                    hash,
+                    &digest,
+                    &mut forward,
+                )?))
             }
             Work::Attest { slot, key_id } => {
                 self.check_key(slot, &key_id)?;

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn need(tool: &str) {
@@ -31,7 +34,10 @@ fn staged_units(kind: &str) -> tempfile::TempDir {
     for entry in std::fs::read_dir(repo().join("signer-daemon/systemd").join(kind)).unwrap() {
         let entry = entry.unwrap();
         let text = std::fs::read_to_string(entry.path()).unwrap();
-        let text = text.replace("/usr/bin/signer-daemon", env!("CARGO_BIN_EXE_signer-daemon"));
+        let text = text.replace(
+            "/usr/bin/signer-daemon",
+            env!("CARGO_BIN_EXE_signer-daemon"),
+        );
         std::fs::write(dir.path().join(entry.file_name()), text).unwrap();
     }
     dir
@@ -104,7 +110,11 @@ fn systemd_units_verify_and_carry_the_hardening() {
     let broken = staged_units("system");
     let p = broken.path().join("signer-daemon.service");
     let text = std::fs::read_to_string(&p).unwrap();
-    std::fs::write(&p, text.replace("ProtectSystem=strict", "ProtectSystm=strict")).unwrap();
+    std::fs::write(
+        &p,
+        text.replace("ProtectSystem=strict", "ProtectSystm=strict"),
+    )
+    .unwrap();
     let e = verify_units(broken.path(), false).unwrap_err();
     assert!(e.contains("ProtectSystm"), "{e}");
 }
@@ -113,10 +123,14 @@ fn systemd_units_verify_and_carry_the_hardening() {
 /// private mount namespace (nothing on the host changes). Returns the lines
 /// that mention the file.
 fn udevadm_lines(rules: &Path) -> Vec<String> {
-    let device = ["/sys/class/tty/tty0", "/sys/class/net/lo", "/sys/class/mem/null"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("no device in /sys to run udevadm test against");
+    let device = [
+        "/sys/class/tty/tty0",
+        "/sys/class/net/lo",
+        "/sys/class/mem/null",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("no device in /sys to run udevadm test against");
     let script = format!(
         "mount --bind {} /etc/udev/rules.d && exec udevadm test --action=add {device}",
         rules.display()
@@ -125,8 +139,8 @@ fn udevadm_lines(rules: &Path) -> Vec<String> {
         .args(["-m", "sh", "-c", &script])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(
         text.contains("70-signer-yubikey.rules"),
         "udevadm did not read the rules: {text}"
@@ -159,11 +173,18 @@ fn udev_rules_parse_and_cover_ccid_yubikeys() {
         .iter()
         .find(|l| l.starts_with("ATTR{idProduct}=="))
         .unwrap();
-    for pid in ["0111", "0112", "0115", "0116", "0404", "0405", "0406", "0407"] {
+    for pid in [
+        "0111", "0112", "0115", "0116", "0404", "0405", "0406", "0407",
+    ] {
         assert!(products.contains(pid), "{pid} missing");
     }
-    for no_ccid in ["0010", "0110", "0113", "0114", "0120", "0401", "0402", "0403", "0410"] {
-        assert!(!products.contains(no_ccid), "{no_ccid} has no CCID interface");
+    for no_ccid in [
+        "0010", "0110", "0113", "0114", "0120", "0401", "0402", "0403", "0410",
+    ] {
+        assert!(
+            !products.contains(no_ccid),
+            "{no_ccid} has no CCID interface"
+        );
     }
     assert!(products.contains("GROUP=\"signer\"") && products.contains("MODE=\"0660\""));
 
@@ -214,7 +235,11 @@ fn polkit_decisions(rules: &Path, cases: &serde_json::Value) -> Vec<String> {
         .arg(cases.to_string())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -236,7 +261,16 @@ fn polkit_rule_lets_only_the_daemon_user_reach_pcscd_and_yubikeys() {
     ]);
     assert_eq!(
         polkit_decisions(&rules, &cases),
-        ["yes", "unhandled", "yes", "yes", "no", "no", "unhandled", "unhandled"]
+        [
+            "yes",
+            "unhandled",
+            "yes",
+            "yes",
+            "no",
+            "no",
+            "unhandled",
+            "unhandled"
+        ]
     );
     // The check can fail: a rule for the wrong user changes the answers.
     let dir = tempfile::tempdir().unwrap();

@@ -55,7 +55,11 @@ async fn lists_and_signs_and_every_signature_verifies() {
     let mut d = TestDaemon::start(Setup::one_card(card.clone())).await;
     let mut c = d.client().await;
 
-    let tokens = c.list_tokens(pb::ListTokensRequest {}).await.unwrap().into_inner();
+    let tokens = c
+        .list_tokens(pb::ListTokensRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(tokens.tokens.len(), 1);
     assert_eq!(tokens.tokens[0].serial, 4242);
     assert!(tokens.tokens[0].available);
@@ -69,13 +73,20 @@ async fn lists_and_signs_and_every_signature_verifies() {
     assert_eq!(keys.len(), 2);
     let k9c = keys.iter().find(|k| k.slot == "9c").unwrap().clone();
     assert_eq!(k9c.algorithm, pb::Algorithm::EccP256 as i32);
-    assert_eq!(k9c.key_id, hex::encode(sha2::Sha256::digest(&k9c.public_key_der)));
+    assert_eq!(
+        k9c.key_id,
+        hex::encode(sha2::Sha256::digest(&k9c.public_key_der))
+    );
     assert!(k9c.public_key_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
     assert_eq!(k9c.pin_policy, pb::PinPolicy::Never as i32);
 
     // By slot, DER.
     let digest = sha2::Sha256::digest(b"root.json v1").to_vec();
-    let r = c.sign(sign_req(by_slot("9c"), digest.clone())).await.unwrap().into_inner();
+    let r = c
+        .sign(sign_req(by_slot("9c"), digest.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(r.key_id, k9c.key_id);
     assert_eq!(r.digest, digest);
     assert!(verify_p256(&k9c.public_key_der, &digest, &r.signature));
@@ -88,7 +99,11 @@ async fn lists_and_signs_and_every_signature_verifies() {
     let r = c.sign(req).await.unwrap().into_inner();
     assert_eq!(r.signature.len(), 64);
     let sig = p256::ecdsa::Signature::from_slice(&r.signature).unwrap();
-    assert!(verify_p256(&k9c.public_key_der, &digest, sig.to_der().as_bytes()));
+    assert!(verify_p256(
+        &k9c.public_key_der,
+        &digest,
+        sig.to_der().as_bytes()
+    ));
 
     // A message the daemon hashes.
     let req = pb::SignRequest {
@@ -104,7 +119,11 @@ async fn lists_and_signs_and_every_signature_verifies() {
     // PIN policy once: the daemon verifies the PIN from its source once.
     let k9a = keys.iter().find(|k| k.slot == "9a").unwrap();
     for _ in 0..3 {
-        let r = c.sign(sign_req(by_slot("9a"), digest.clone())).await.unwrap().into_inner();
+        let r = c
+            .sign(sign_req(by_slot("9a"), digest.clone()))
+            .await
+            .unwrap()
+            .into_inner();
         assert!(verify_p256(&k9a.public_key_der, &digest, &r.signature));
     }
 
@@ -149,7 +168,11 @@ async fn malformed_requests_get_documented_codes_and_never_reach_the_card() {
     let ops_before = card.card_ops.load(Ordering::SeqCst);
 
     let cases: Vec<(pb::SignRequest, Code, &str)> = vec![
-        (sign_req(by_slot("9c"), vec![1; 31]), Code::InvalidArgument, "expected 32 bytes, got 31"),
+        (
+            sign_req(by_slot("9c"), vec![1; 31]),
+            Code::InvalidArgument,
+            "expected 32 bytes, got 31",
+        ),
         (
             {
                 let mut r = sign_req(by_slot("9c"), vec![1; 48]);
@@ -186,16 +209,36 @@ async fn malformed_requests_get_documented_codes_and_never_reach_the_card() {
             Code::InvalidArgument,
             "unknown signature format value 7",
         ),
-        (sign_req(by_slot("9b"), good.clone()), Code::InvalidArgument, "invalid slot 9b"),
-        (sign_req(by_slot("f9"), good.clone()), Code::InvalidArgument, "attestation"),
-        (sign_req(None, good.clone()), Code::InvalidArgument, "key is required"),
-        (sign_req(by_slot("9d"), good.clone()), Code::NotFound, "no key in slot 9d"),
+        (
+            sign_req(by_slot("9b"), good.clone()),
+            Code::InvalidArgument,
+            "invalid slot 9b",
+        ),
+        (
+            sign_req(by_slot("f9"), good.clone()),
+            Code::InvalidArgument,
+            "attestation",
+        ),
+        (
+            sign_req(None, good.clone()),
+            Code::InvalidArgument,
+            "key is required",
+        ),
+        (
+            sign_req(by_slot("9d"), good.clone()),
+            Code::NotFound,
+            "no key in slot 9d",
+        ),
         (
             sign_req(by_id(&"ab".repeat(32)), good.clone()),
             Code::NotFound,
             "no key with id",
         ),
-        (sign_req(by_id("abc"), good.clone()), Code::InvalidArgument, "64 hex digits"),
+        (
+            sign_req(by_id("abc"), good.clone()),
+            Code::InvalidArgument,
+            "64 hex digits",
+        ),
         (
             pb::SignRequest {
                 input: None,
@@ -208,7 +251,11 @@ async fn malformed_requests_get_documented_codes_and_never_reach_the_card() {
     for (req, code, needle) in cases {
         let e = c.sign(req).await.unwrap_err();
         assert_eq!(e.code(), code, "{}", e.message());
-        assert!(e.message().contains(needle), "{:?} lacks {needle:?}", e.message());
+        assert!(
+            e.message().contains(needle),
+            "{:?} lacks {needle:?}",
+            e.message()
+        );
     }
     assert_eq!(
         card.card_ops.load(Ordering::SeqCst),
@@ -242,17 +289,32 @@ async fn malformed_requests_get_documented_codes_and_never_reach_the_card() {
         let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut buf)).await;
     }
     // ...and keeps serving, on the old connection and new ones.
-    let r = c.sign(sign_req(by_slot("9c"), good.clone())).await.unwrap().into_inner();
+    let r = c
+        .sign(sign_req(by_slot("9c"), good.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!r.signature.is_empty());
     let mut fresh = d.client().await;
-    fresh.sign(sign_req(by_slot("9c"), good.clone())).await.unwrap();
+    fresh
+        .sign(sign_req(by_slot("9c"), good.clone()))
+        .await
+        .unwrap();
 
     d.stop().await;
     let lines = d.audit_lines();
     let errors = lines.iter().filter(|l| l["outcome"] == "error").count();
     assert_eq!(errors, 12, "every rejected request is audited");
-    let bad_len = lines.iter().find(|l| l["code"] == "INVALID_ARGUMENT").unwrap();
-    assert!(bad_len["message"].as_str().unwrap().contains("bad digest length"));
+    let bad_len = lines
+        .iter()
+        .find(|l| l["code"] == "INVALID_ARGUMENT")
+        .unwrap();
+    assert!(
+        bad_len["message"]
+            .as_str()
+            .unwrap()
+            .contains("bad digest length")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -289,7 +351,11 @@ async fn touch_is_announced_before_the_token_blocks_and_listing_does_not_wait() 
         .into_inner()
         .keys;
     assert_eq!(keys.len(), 1);
-    assert_eq!(card.gate.waiting(), 1, "still blocked: listing did not wait for it");
+    assert_eq!(
+        card.gate.waiting(),
+        1,
+        "still blocked: listing did not wait for it"
+    );
 
     card.gate.open();
     let last = stream.message().await.unwrap().unwrap();
@@ -331,10 +397,16 @@ async fn full_queue_is_resource_exhausted_and_expired_requests_skip_the_card() {
     // ...and the next is refused at once.
     let mut c3 = signer_proto::v1::signer_client::SignerClient::new(ch.clone());
     let started = Instant::now();
-    let e = c3.sign(sign_req(by_slot("9c"), digest.clone())).await.unwrap_err();
+    let e = c3
+        .sign(sign_req(by_slot("9c"), digest.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
     assert!(e.message().contains("busy"));
-    assert!(started.elapsed() < Duration::from_secs(5), "refused without waiting");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused without waiting"
+    );
 
     // The short-deadline request times out while queued.
     let e = short_call.await.unwrap().unwrap_err();
@@ -369,13 +441,27 @@ async fn a_wrong_pin_is_reported_with_retries_and_never_retried() {
     let mut d = TestDaemon::start(setup).await;
     let mut c = d.client().await;
     let digest = sha2::Sha256::digest(b"p").to_vec();
-    let e = c.sign(sign_req(by_slot("9c"), digest.clone())).await.unwrap_err();
+    let e = c
+        .sign(sign_req(by_slot("9c"), digest.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     assert!(e.message().contains("2 tries left"), "{}", e.message());
-    let e = c.sign(sign_req(by_slot("9c"), digest.clone())).await.unwrap_err();
+    let e = c
+        .sign(sign_req(by_slot("9c"), digest.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    assert!(e.message().contains("will not be tried again"), "{}", e.message());
-    assert_eq!(*card.pin_retries.lock().unwrap(), 2, "the wrong PIN was retried");
+    assert!(
+        e.message().contains("will not be tried again"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(
+        *card.pin_retries.lock().unwrap(),
+        2,
+        "the wrong PIN was retried"
+    );
     d.stop().await;
     let text = std::fs::read_to_string(&d.audit).unwrap();
     assert!(!text.contains("654321"));
@@ -391,12 +477,22 @@ async fn a_removed_card_is_unavailable_then_the_daemon_reconnects() {
         detail: "SCARD_W_REMOVED_CARD".into(),
     });
     *card.absent.lock().unwrap() = true;
-    let e = c.sign(sign_req(by_slot("9c"), digest.clone())).await.unwrap_err();
+    let e = c
+        .sign(sign_req(by_slot("9c"), digest.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
     assert!(e.message().contains("reinsert"), "{}", e.message());
-    let e = c.sign(sign_req(by_slot("9c"), digest.clone())).await.unwrap_err();
+    let e = c
+        .sign(sign_req(by_slot("9c"), digest.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{}", e.message());
-    let tokens = c.list_tokens(pb::ListTokensRequest {}).await.unwrap().into_inner();
+    let tokens = c
+        .list_tokens(pb::ListTokensRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!tokens.tokens[0].available);
 
     *card.absent.lock().unwrap() = false;
@@ -404,7 +500,11 @@ async fn a_removed_card_is_unavailable_then_the_daemon_reconnects() {
     // The worker reconnects by itself (every second while unreachable).
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        let t = c.list_tokens(pb::ListTokensRequest {}).await.unwrap().into_inner();
+        let t = c
+            .list_tokens(pb::ListTokensRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         if t.tokens[0].available {
             break;
         }
@@ -478,8 +578,13 @@ keys = ["4242:9c"]
     let digest = sha2::Sha256::digest(b"policy").to_vec();
     let ops = card.card_ops.load(Ordering::SeqCst);
 
-    c.sign(sign_req(by_slot("9c"), digest.clone())).await.unwrap();
-    let e = c.sign(sign_req(by_slot("9a"), digest.clone())).await.unwrap_err();
+    c.sign(sign_req(by_slot("9c"), digest.clone()))
+        .await
+        .unwrap();
+    let e = c
+        .sign(sign_req(by_slot("9a"), digest.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     assert!(e.message().contains("\"no-auth-key\""), "{}", e.message());
     let e = c
@@ -494,7 +599,11 @@ keys = ["4242:9c"]
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
-    assert_eq!(card.card_ops.load(Ordering::SeqCst), ops + 1, "only the allowed signature reached the card");
+    assert_eq!(
+        card.card_ops.load(Ordering::SeqCst),
+        ops + 1,
+        "only the allowed signature reached the card"
+    );
 
     d.stop().await;
     let lines = d.audit_lines();
@@ -529,7 +638,10 @@ async fn list_keys_shows_only_keys_the_caller_may_list() {
         .unwrap()
         .into_inner()
         .keys;
-    assert_eq!(keys.iter().map(|k| k.slot.as_str()).collect::<Vec<_>>(), ["9c"]);
+    assert_eq!(
+        keys.iter().map(|k| k.slot.as_str()).collect::<Vec<_>>(),
+        ["9c"]
+    );
     let e = c
         .get_public_key(pb::GetPublicKeyRequest { key: by_slot("9a") })
         .await
@@ -581,7 +693,10 @@ async fn shutdown_lets_the_signature_in_flight_finish_and_refuses_new_work() {
         Ok::<_, Box<dyn std::error::Error>>(())
     })
     .await;
-    assert!(!matches!(refused, Ok(Ok(()))), "a new call was served during shutdown");
+    assert!(
+        !matches!(refused, Ok(Ok(()))),
+        "a new call was served during shutdown"
+    );
     card.gate.open();
     let r = in_flight.await.unwrap().unwrap().into_inner();
     assert!(verify_p256(&key.public_key.spki_der, &digest, &r.signature));

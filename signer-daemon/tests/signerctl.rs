@@ -53,7 +53,11 @@ async fn sign_in_every_format_and_verify_with_openssl() {
     let mut c = signerctl(&d.socket);
     c.args(["pubkey", "--key", "9c"]);
     let out = output(c).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pem = dir.join("pub.pem");
     std::fs::write(&pem, &out.stdout).unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("-----BEGIN PUBLIC KEY-----"));
@@ -61,9 +65,16 @@ async fn sign_in_every_format_and_verify_with_openssl() {
     // DER to a file, from --in.
     let sig = dir.join("sig.der");
     let mut c = signerctl(&d.socket);
-    c.args(["sign", "--key", "9c", "--in"]).arg(&data).arg("-o").arg(&sig);
+    c.args(["sign", "--key", "9c", "--in"])
+        .arg(&data)
+        .arg("-o")
+        .arg(&sig);
     let out = output(c).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(openssl_verify(&pem, &sig, &data, "sha256"));
     // The verifier can fail: another file does not verify.
     let other = dir.join("other");
@@ -87,7 +98,11 @@ async fn sign_in_every_format_and_verify_with_openssl() {
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     use base64::Engine;
     let der = base64::engine::general_purpose::STANDARD
         .decode(String::from_utf8(out.stdout).unwrap().trim())
@@ -99,7 +114,7 @@ async fn sign_in_every_format_and_verify_with_openssl() {
     // A prehashed sha384 digest, raw r||s: convert to DER and verify with p256.
     let digest = {
         use sha2::Digest;
-        sha2::Sha384::digest(&std::fs::read(&data).unwrap())
+        sha2::Sha384::digest(std::fs::read(&data).unwrap())
     };
     let raw = dir.join("sig.raw");
     let mut c = signerctl(&d.socket);
@@ -108,7 +123,11 @@ async fn sign_in_every_format_and_verify_with_openssl() {
         .arg("-o")
         .arg(&raw);
     let out = output(c).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let raw = std::fs::read(&raw).unwrap();
     assert_eq!(raw.len(), 64);
     let s = p256::ecdsa::Signature::from_slice(&raw).unwrap();
@@ -188,22 +207,47 @@ async fn exit_codes_tell_usage_denied_token_and_not_found_apart() {
     // Usage: clap, a malformed digest (before connecting), an invalid slot (from the daemon).
     let out = output(run(s(&["sign", "--bogus"]))).await;
     assert_eq!(out.status.code(), Some(exit::USAGE));
-    let out = output(run(s(&["sign", "--key", "9c", "--digest", "sha256:abcd", "--format", "base64"]))).await;
+    let out = output(run(s(&[
+        "sign",
+        "--key",
+        "9c",
+        "--digest",
+        "sha256:abcd",
+        "--format",
+        "base64",
+    ])))
+    .await;
     assert_eq!(out.status.code(), Some(exit::USAGE));
     assert!(String::from_utf8_lossy(&out.stderr).contains("32 bytes"));
-    let out = output(run(s(&["sign", "--key", "9b", "--digest", &digest, "--format", "base64"]))).await;
-    assert_eq!(out.status.code(), Some(exit::USAGE), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = output(run(s(&[
+        "sign", "--key", "9b", "--digest", &digest, "--format", "base64",
+    ])))
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(exit::USAGE),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("INVALID_ARGUMENT"));
     // Not found.
-    let out = output(run(s(&["sign", "--key", "9d", "--digest", &digest, "--format", "base64"]))).await;
+    let out = output(run(s(&[
+        "sign", "--key", "9d", "--digest", &digest, "--format", "base64",
+    ])))
+    .await;
     assert_eq!(out.status.code(), Some(exit::NOT_FOUND));
     // Token error: the daemon's PIN is wrong.
-    let out = output(run(s(&["sign", "--key", "9c", "--digest", &digest, "--format", "base64"]))).await;
+    let out = output(run(s(&[
+        "sign", "--key", "9c", "--digest", &digest, "--format", "base64",
+    ])))
+    .await;
     assert_eq!(out.status.code(), Some(exit::TOKEN));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tries left"));
     // Unreachable.
     let mut c = Command::new(env!("CARGO_BIN_EXE_signerctl"));
-    c.arg("--socket").arg(d.dir.path().join("nothing.sock")).arg("list");
+    c.arg("--socket")
+        .arg(d.dir.path().join("nothing.sock"))
+        .arg("list");
     let out = output(c).await;
     assert_eq!(out.status.code(), Some(exit::UNREACHABLE));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach signer-daemon"));
@@ -213,10 +257,14 @@ async fn exit_codes_tell_usage_denied_token_and_not_found_apart() {
     let card = Card::new(34);
     card.add_key(SlotId::Signature, PinPolicy::Never, TouchPolicy::Never);
     let mut setup = Setup::one_card(card);
-    setup.policy = Some(Policy::only_daemon_uid(rustix::process::geteuid().as_raw() + 1));
+    setup.policy = Some(Policy::only_daemon_uid(
+        rustix::process::geteuid().as_raw() + 1,
+    ));
     let mut d = TestDaemon::start(setup).await;
     let mut c = signerctl(&d.socket);
-    c.args(["sign", "--key", "9c", "--format", "base64", "--digest", &digest]);
+    c.args([
+        "sign", "--key", "9c", "--format", "base64", "--digest", &digest,
+    ]);
     let out = output(c).await;
     assert_eq!(out.status.code(), Some(exit::DENIED));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PERMISSION_DENIED"));

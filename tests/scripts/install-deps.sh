@@ -22,7 +22,7 @@ declare -A NEED=(
   [python3-grpcio]=/usr/lib/python3/dist-packages/grpc/__init__.py
   [python3-grpc-tools]=/usr/lib/python3/dist-packages/grpc_tools/__init__.py
   [systemd]=/usr/bin/systemd-analyze
-  [udev]=/usr/bin/udevadm
+  [udev]=/bin/udevadm
   [nodejs]=/usr/bin/node
   [python3-pip]=/usr/lib/python3/dist-packages/pip/__init__.py
 )
@@ -35,21 +35,39 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 1
 fi
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps: missing packages: ${missing[*]}" >&2
-  echo "install-deps: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
-  exit 1
-fi
-echo "install-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q >/dev/null
-apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >/dev/null
-for pkg in "${missing[@]}"; do
-  if [ ! -e "${NEED[$pkg]}" ]; then
-    echo "install-deps: $pkg installed but ${NEED[$pkg]} is still missing" >&2
+if [ ${#missing[@]} -ne 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages: ${missing[*]}" >&2
+    echo "install-deps: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
     exit 1
   fi
-done
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+  for pkg in "${missing[@]}"; do
+    if [ ! -e "${NEED[$pkg]}" ]; then
+      echo "install-deps: $pkg installed but ${NEED[$pkg]} is still missing" >&2
+      exit 1
+    fi
+  done
+fi
+
+# Python packages Debian does not ship, for the test that drives the daemon
+# from Python through server reflection (grpcio-reflection must match Debian's
+# python3-grpcio 1.51). Installed outside the system site-packages.
+PYDEPS=/usr/local/lib/signer-e2e-python
+if [ ! -e "$PYDEPS/grpc_reflection/__init__.py" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing $PYDEPS/grpc_reflection; run as root, or:" >&2
+    echo "  /usr/bin/python3 -m pip install --no-deps --target $PYDEPS grpcio-reflection==1.51.1" >&2
+    exit 1
+  fi
+  echo "install-deps: installing grpcio-reflection into $PYDEPS" >&2
+  /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+    --target "$PYDEPS" grpcio-reflection==1.51.1 </dev/null
+  if [ ! -e "$PYDEPS/grpc_reflection/__init__.py" ]; then
+    echo "install-deps: grpcio-reflection did not install into $PYDEPS" >&2
+    exit 1
+  fi
+fi

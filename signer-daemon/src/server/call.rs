@@ -41,7 +41,9 @@ impl Call {
         // DEADLINE_EXCEEDED (with its reason, and audited) reaches the
         // caller before the caller's own timer gives up.
         let timeout = match grpc_timeout(request.metadata()) {
-            Some(t) => t.saturating_sub((t / 10).clamp(Duration::from_millis(20), Duration::from_millis(250))),
+            Some(t) => t.saturating_sub(
+                (t / 10).clamp(Duration::from_millis(20), Duration::from_millis(250)),
+            ),
             None => daemon.options.request_timeout,
         };
         let record = AuditRecord {
@@ -123,7 +125,6 @@ impl Call {
             Err(Status::permission_denied(decision.reason))
         }
     }
-
 
     /// Write the audit record for `result` and wait until it is durable. A
     /// successful answer is withheld (UNAVAILABLE) if the audit log cannot

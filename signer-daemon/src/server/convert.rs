@@ -2,9 +2,7 @@
 //! are checked strictly: an unspecified or unknown value is INVALID_ARGUMENT,
 //! never a default.
 
-use signer_lib::{
-    Algorithm, HashAlgorithm, KeyInfo, KeyOrigin, PinPolicy, TokenKind, TouchPolicy,
-};
+use signer_lib::{Algorithm, HashAlgorithm, KeyInfo, KeyOrigin, PinPolicy, TokenKind, TouchPolicy};
 use signer_proto::v1 as pb;
 use tonic::Status;
 
@@ -194,13 +192,22 @@ mod tests {
 
     #[test]
     fn unspecified_and_unknown_enums_are_rejected() {
-        assert_eq!(hash_from_proto(0).unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(
+            hash_from_proto(0).unwrap_err().code(),
+            Code::InvalidArgument
+        );
         let e = hash_from_proto(99).unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
         assert!(e.message().contains("unknown hash value 99"));
         assert_eq!(hash_from_proto(2).unwrap(), HashAlgorithm::Sha384);
-        assert_eq!(format_from_proto(0).unwrap_err().code(), Code::InvalidArgument);
-        assert_eq!(format_from_proto(-1).unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(
+            format_from_proto(0).unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            format_from_proto(-1).unwrap_err().code(),
+            Code::InvalidArgument
+        );
         assert_eq!(format_from_proto(2).unwrap(), Format::Raw);
     }
 }

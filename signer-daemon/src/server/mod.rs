@@ -126,9 +126,9 @@ impl Daemon {
             t.close();
         }
         let end = std::time::Instant::now() + timeout;
-        self.tokens.iter().all(|t| {
-            t.join(end.saturating_duration_since(std::time::Instant::now()))
-        })
+        self.tokens
+            .iter()
+            .all(|t| t.join(end.saturating_duration_since(std::time::Instant::now())))
     }
 }
 
@@ -145,9 +145,7 @@ pub async fn run(
     let grace = daemon.options.shutdown_grace;
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+    health.set_service_status("", ServingStatus::Serving).await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(signer_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -272,7 +270,10 @@ pub async fn run(
     let result = match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => Ok(()),
         Err(_) => {
-            tracing::warn!(?grace, "requests still in flight after the shutdown grace period; stopping anyway");
+            tracing::warn!(
+                ?grace,
+                "requests still in flight after the shutdown grace period; stopping anyway"
+            );
             Ok(())
         }
     };

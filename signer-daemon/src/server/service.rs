@@ -228,7 +228,9 @@ async fn sign(
         )
         .await?;
     let Output::Signature(der) = out else {
-        return Err(Status::internal("the token worker answered a sign job with something else"));
+        return Err(Status::internal(
+            "the token worker answered a sign job with something else",
+        ));
     };
     let signature = check_and_encode_signature(&resolved.key, &card_input, &der, format)?;
     Ok(pb::SignResponse {
@@ -257,7 +259,9 @@ async fn attest(call: &mut Call, request: pb::AttestRequest) -> Result<pb::Attes
         )
         .await?;
     let Output::Attestation(att) = out else {
-        return Err(Status::internal("the token worker answered an attest job with something else"));
+        return Err(Status::internal(
+            "the token worker answered an attest job with something else",
+        ));
     };
     let verdict = call.daemon.trust.verdict(&att, &resolved.key);
     Ok(pb::AttestResponse {

@@ -51,7 +51,10 @@ impl TouchGate {
     fn wait(&self, timeout: Duration) -> bool {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let g = self.open.lock().unwrap();
-        let (g, _) = self.cv.wait_timeout_while(g, timeout, |open| !*open).unwrap();
+        let (g, _) = self
+            .cv
+            .wait_timeout_while(g, timeout, |open| !*open)
+            .unwrap();
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         *g
     }
@@ -205,9 +208,9 @@ impl Token for MemToken {
         self.card.injected()?;
         let (sk, pin_policy, touch) = {
             let keys = self.card.keys.lock().unwrap();
-            let (sk, p, t) = keys.get(&request.slot).ok_or(Error::KeyNotFound {
-                slot: request.slot,
-            })?;
+            let (sk, p, t) = keys
+                .get(&request.slot)
+                .ok_or(Error::KeyNotFound { slot: request.slot })?;
             (sk.clone(), *p, *t)
         };
         let input = ecdsa_card_input(Algorithm::EccP256, request.hash, request.digest)?;
@@ -353,19 +356,26 @@ impl TestDaemon {
         let euid = rustix::process::geteuid().as_raw();
         let daemon = Daemon::new(
             workers,
-            setup.policy.unwrap_or_else(|| Policy::only_daemon_uid(euid)),
+            setup
+                .policy
+                .unwrap_or_else(|| Policy::only_daemon_uid(euid)),
             AuditLog::open(&audit).unwrap(),
             AttestationTrust::default(),
             setup.options,
         );
         let bound = signer_daemon::socket::BoundSocket::bind(&socket).unwrap();
         bound.listener.set_nonblocking(true).unwrap();
-        let listener = tokio::net::UnixListener::from_std(bound.listener.try_clone().unwrap()).unwrap();
+        let listener =
+            tokio::net::UnixListener::from_std(bound.listener.try_clone().unwrap()).unwrap();
         std::mem::forget(bound); // the temp dir cleans up
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(signer_daemon::server::run(listener, daemon.clone(), async {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(signer_daemon::server::run(
+            listener,
+            daemon.clone(),
+            async {
+                let _ = rx.await;
+            },
+        ));
         TestDaemon {
             dir,
             socket,
