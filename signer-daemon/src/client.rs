@@ -107,6 +107,24 @@ pub enum Command {
     Attest(AttestArgs),
     /// Ask the daemon's health service whether it is serving.
     Health(HealthArgs),
+    /// Measure signatures per second through the daemon: concurrent
+    /// clients, each signing distinct digests; every signature is checked
+    /// against the key and its own request.
+    Bench(BenchArgs),
+}
+
+/// `bench`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The key.
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Concurrent clients, each with its own connection.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Signatures per client.
+    #[arg(long, default_value_t = 100)]
+    pub requests: usize,
 }
 
 /// `list`
@@ -313,6 +331,7 @@ pub async fn run(cli: Cli) -> Result<i32, Failure> {
         },
         Command::Attest(a) => attest(channel, a, timeout).await,
         Command::Health(a) => health(channel, a, timeout).await,
+        Command::Bench(a) => bench(&path, channel, a, timeout).await,
     }
 }
 
@@ -758,6 +777,141 @@ async fn health(channel: Channel, a: HealthArgs, timeout: Duration) -> Result<i3
         exit::OK
     } else {
         exit::NOT_TRUSTED
+    })
+}
+
+async fn bench(
+    path: &Path,
+    channel: Channel,
+    a: BenchArgs,
+    timeout: Duration,
+) -> Result<i32, Failure> {
+    use signer_lib::{
+        Algorithm, HashAlgorithm, KeyInfo, PinPolicy, PublicKey, SlotId, TouchPolicy,
+    };
+    let mut c = SignerClient::new(channel);
+    let key = c
+        .get_public_key(with_timeout(
+            pb::GetPublicKeyRequest {
+                key: Some(key_ref(&a.key)),
+            },
+            timeout,
+        ))
+        .await?
+        .into_inner()
+        .key
+        .ok_or_else(|| Failure::internal("the daemon answered without a key"))?;
+    let algorithm = match pb::Algorithm::try_from(key.algorithm) {
+        Ok(pb::Algorithm::EccP256) => Algorithm::EccP256,
+        Ok(pb::Algorithm::EccP384) => Algorithm::EccP384,
+        _ => return Err(Failure::usage("bench needs a p256 or p384 key")),
+    };
+    let slot: SlotId = key
+        .slot
+        .parse()
+        .map_err(|e| Failure::internal(format!("daemon sent slot {:?}: {e}", key.slot)))?;
+    let info = std::sync::Arc::new(KeyInfo::new(
+        slot,
+        PublicKey {
+            algorithm,
+            spki_der: key.public_key_der.clone(),
+        },
+        None,
+        PinPolicy::Default,
+        TouchPolicy::Default,
+        None,
+    ));
+    let key_ref = pb::KeyRef {
+        key: Some(pb::key_ref::Key::KeyId(key.key_id.clone())),
+    };
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..a.clients {
+        let channel = connect(path).await?;
+        let info = info.clone();
+        let key_ref = key_ref.clone();
+        let requests = a.requests;
+        tasks.push(tokio::spawn(async move {
+            let mut c = SignerClient::new(channel);
+            let mut latencies = Vec::with_capacity(requests);
+            let mut failures = 0usize;
+            for i in 0..requests {
+                let digest = sha2::Sha256::digest(format!("bench {client} {i}")).to_vec();
+                let t = std::time::Instant::now();
+                let r = c
+                    .sign(with_timeout(
+                        pb::SignRequest {
+                            key: Some(key_ref.clone()),
+                            input: Some(pb::sign_request::Input::Digest(digest.clone())),
+                            hash: pb::HashAlgorithm::Sha256 as i32,
+                            format: pb::SignatureFormat::Der as i32,
+                        },
+                        timeout,
+                    ))
+                    .await;
+                latencies.push(t.elapsed());
+                let ok = match r {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        r.digest == digest
+                            && signer_lib::model::ecdsa_card_input(
+                                algorithm,
+                                HashAlgorithm::Sha256,
+                                &digest,
+                            )
+                            .ok()
+                            .and_then(|input| {
+                                crate::server::convert::check_and_encode_signature(
+                                    &info,
+                                    &input,
+                                    &r.signature,
+                                    crate::server::convert::Format::Der,
+                                )
+                                .ok()
+                            })
+                            .is_some()
+                    }
+                    Err(_) => false,
+                };
+                if !ok {
+                    failures += 1;
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for t in tasks {
+        let (l, f) = t
+            .await
+            .map_err(|e| Failure::internal(format!("bench client: {e}")))?;
+        latencies.extend(l);
+        failures += f;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
+        latencies
+            .get(i.min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let total = latencies.len();
+    println!(
+        "clients {} x requests {} = {total} signatures, failures {failures}, {:.2} s, {:.0} signatures/s, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        a.clients,
+        a.requests,
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64().max(1e-9),
+        pct(0.50),
+        pct(0.99),
+        pct(1.0),
+    );
+    Ok(if failures == 0 {
+        exit::OK
+    } else {
+        exit::INTERNAL
     })
 }
 

@@ -275,3 +275,26 @@ async fn exit_codes_tell_usage_denied_token_and_not_found_apart() {
     assert_eq!(out.status.code(), Some(exit::DENIED));
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bench_prints_numbers_and_checks_every_signature() {
+    let card = Card::new(35);
+    card.add_key(SlotId::Signature, PinPolicy::Never, TouchPolicy::Never);
+    let mut d = TestDaemon::start(Setup::one_card(card.clone())).await;
+    let mut c = signerctl(&d.socket);
+    c.args(["bench", "--key", "9c", "--clients", "4", "--requests", "25"]);
+    let out = output(c).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("= 100 signatures, failures 0"), "{text}");
+    assert!(text.contains("signatures/s"), "{text}");
+    assert_eq!(
+        card.signatures.load(std::sync::atomic::Ordering::SeqCst),
+        100
+    );
+    d.stop().await;
+}
