@@ -722,3 +722,45 @@ async fn health_and_reflection_are_served() {
     }
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signature_that_does_not_verify_is_never_released() {
+    let card = card_with_keys();
+    card.wrong_key.store(true, Ordering::SeqCst);
+    let mut d = TestDaemon::start(Setup::one_card(card.clone())).await;
+    let mut c = d.client().await;
+    let e = c
+        .sign(sign_req(by_slot("9c"), sha2::Sha256::digest(b"f").to_vec()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Internal);
+    assert!(e.message().contains("does not verify"), "{}", e.message());
+    assert_eq!(
+        card.signatures.load(Ordering::SeqCst),
+        1,
+        "the card did sign"
+    );
+    d.stop().await;
+    let lines = d.audit_lines();
+    assert_eq!(lines[0]["outcome"], "error");
+    assert_eq!(lines[0]["code"], "INTERNAL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_result_that_cannot_be_audited_is_withheld() {
+    let card = card_with_keys();
+    let mut setup = Setup::one_card(card.clone());
+    // Every write to /dev/full fails with ENOSPC.
+    setup.audit = Some("/dev/full".into());
+    let mut d = TestDaemon::start(setup).await;
+    let mut c = d.client().await;
+    let e = c
+        .sign(sign_req(by_slot("9c"), sha2::Sha256::digest(b"a").to_vec()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    assert!(e.message().contains("audit log"), "{}", e.message());
+    assert!(e.message().contains("does not release"), "{}", e.message());
+    assert_eq!(card.signatures.load(Ordering::SeqCst), 1);
+    d.stop().await;
+}

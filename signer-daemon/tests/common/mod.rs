@@ -76,6 +76,8 @@ pub struct Card {
     /// Opening fails while set.
     pub absent: Mutex<bool>,
     pub opens: AtomicUsize,
+    /// Return signatures made with another key (a faulty card).
+    pub wrong_key: std::sync::atomic::AtomicBool,
 }
 
 impl Card {
@@ -92,6 +94,7 @@ impl Card {
             fail_next: Mutex::new(None),
             absent: Mutex::new(false),
             opens: AtomicUsize::new(0),
+            wrong_key: std::sync::atomic::AtomicBool::new(false),
         });
         card.gate.open();
         card
@@ -238,6 +241,11 @@ impl Token for MemToken {
                 });
             }
         }
+        let sk = if self.card.wrong_key.load(Ordering::SeqCst) {
+            SigningKey::from_slice(&[7u8; 32]).unwrap()
+        } else {
+            sk
+        };
         let sig: p256::ecdsa::Signature = sk.sign_prehash(&input).unwrap();
         self.card.signatures.fetch_add(1, Ordering::SeqCst);
         Ok(sig.to_der().as_bytes().to_vec())
@@ -308,6 +316,8 @@ pub struct Setup {
     pub pin: PinSource,
     pub options: DaemonOptions,
     pub poll: Option<Duration>,
+    /// Audit log path (default: a file in the temporary directory).
+    pub audit: Option<PathBuf>,
 }
 
 impl Setup {
@@ -319,6 +329,7 @@ impl Setup {
             pin: PinSource::Fixed(Pin::parse_pin("123456").unwrap()),
             options: DaemonOptions::default(),
             poll: None,
+            audit: None,
         }
     }
 }
@@ -337,7 +348,10 @@ impl TestDaemon {
     pub async fn start(setup: Setup) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("run").join("signer.sock");
-        let audit = dir.path().join("audit.jsonl");
+        let audit = setup
+            .audit
+            .clone()
+            .unwrap_or_else(|| dir.path().join("audit.jsonl"));
         let mut workers = Vec::new();
         for card in &setup.cards {
             let (w, first) = TokenWorker::spawn(
