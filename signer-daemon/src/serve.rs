@@ -7,8 +7,9 @@
 //! (`$CREDENTIALS_DIRECTORY/pin`), in that order; the daemon never prompts.
 //!
 //! Signals: SIGTERM and SIGINT stop the daemon gracefully (exit status 0);
-//! SIGHUP reopens the audit log and reloads the policy from the config file
-//! (a policy that does not load is reported and the old one kept).
+//! SIGHUP reopens the audit log, reloads the policy from the config file (a
+//! policy that does not load is reported and the old one kept), and has the
+//! token workers re-read the keys.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -369,8 +370,11 @@ fn signals(
     let mut hup = sig(SignalKind::hangup(), "SIGHUP")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reopening the audit log and reloading the policy");
+            tracing::info!(
+                "SIGHUP: reopening the audit log, reloading the policy, re-reading the keys"
+            );
             daemon.reopen_audit_log();
+            daemon.refresh_tokens();
             if let Some(path) = &config_path {
                 match load_config(path)
                     .and_then(|c| Policy::from_config(euid, &c.rules).map_err(Into::into))

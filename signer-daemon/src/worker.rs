@@ -71,6 +71,9 @@ pub enum Work {
         /// The key id.
         key_id: String,
     },
+    /// Re-read the token and its keys into the snapshot (SIGHUP; after keys
+    /// were created or deleted with another tool).
+    Refresh,
 }
 
 /// What the card produced.
@@ -80,6 +83,8 @@ pub enum Output {
     Signature(Vec<u8>),
     /// An attestation.
     Attestation(Attestation),
+    /// The snapshot was refreshed.
+    Refreshed,
 }
 
 /// Why a job produced no output.
@@ -255,6 +260,12 @@ impl TokenWorker {
         }
     }
 
+    /// Ask the worker to re-read the token's keys when it is next free.
+    /// Returns false if the queue is full or the worker is stopping.
+    pub fn request_refresh(&self) -> bool {
+        self.submit(Work::Refresh, None).is_ok()
+    }
+
     /// Stop taking jobs; the worker finishes the queued ones, then exits.
     pub fn close(&self) {
         if let Ok(mut g) = self.tx.lock() {
@@ -346,7 +357,7 @@ impl Worker {
 
     fn handle(&mut self, job: Job) {
         let waited = job.enqueued.elapsed();
-        if job.reply.is_closed() {
+        if job.reply.is_closed() && !matches!(job.work, Work::Refresh) {
             tracing::debug!(token = %self.label, ?waited, "caller gone before its turn; skipped");
             return;
         }
@@ -354,6 +365,7 @@ impl Worker {
             let _ = job.reply.send(Err(WorkError::DeadlineExpired { waited }));
             return;
         }
+        let refresh = matches!(job.work, Work::Refresh);
         let result = self.perform(job.work);
         if let Err(WorkError::Token(e)) = &result {
             if means_token_gone(e) {
@@ -363,7 +375,7 @@ impl Worker {
                 let _ = self.refresh();
             }
         }
-        if job.reply.send(result).is_err() {
+        if job.reply.send(result).is_err() && !refresh {
             tracing::warn!(
                 token = %self.label,
                 "the caller left while the token was working; its result was discarded"
@@ -397,6 +409,10 @@ impl Worker {
             Work::Attest { slot, key_id } => {
                 self.check_key(slot, &key_id)?;
                 Ok(Output::Attestation(self.session.token().attest(slot)?))
+            }
+            Work::Refresh => {
+                self.refresh()?;
+                Ok(Output::Refreshed)
             }
         }
     }

@@ -764,3 +764,44 @@ async fn a_result_that_cannot_be_audited_is_withheld() {
     assert_eq!(card.signatures.load(Ordering::SeqCst), 1);
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_created_elsewhere_appear_after_a_refresh() {
+    let card = Card::new(12);
+    card.add_key(SlotId::Signature, PinPolicy::Never, TouchPolicy::Never);
+    let mut d = TestDaemon::start(Setup::one_card(card.clone())).await;
+    let mut c = d.client().await;
+    let count = |keys: Vec<pb::Key>| keys.len();
+    let n = count(
+        c.list_keys(pb::ListKeysRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .keys,
+    );
+    assert_eq!(n, 1);
+    // Another tool generates a key while the daemon runs; the cache does not know yet.
+    card.add_key(SlotId::KeyManagement, PinPolicy::Never, TouchPolicy::Never);
+    let e = c
+        .sign(sign_req(by_slot("9d"), sha2::Sha256::digest(b"k").to_vec()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    d.daemon.refresh_tokens(); // what SIGHUP does
+    let until = Instant::now() + Duration::from_secs(5);
+    while count(
+        c.list_keys(pb::ListKeysRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .keys,
+    ) != 2
+    {
+        assert!(Instant::now() < until, "the refresh did not happen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.sign(sign_req(by_slot("9d"), sha2::Sha256::digest(b"k").to_vec()))
+        .await
+        .unwrap();
+    d.stop().await;
+}

@@ -109,6 +109,15 @@ impl Daemon {
         self.audit.reopen();
     }
 
+    /// Have every worker re-read its token's keys (SIGHUP).
+    pub fn refresh_tokens(&self) {
+        for t in &self.tokens {
+            if !t.request_refresh() {
+                tracing::warn!(token = %t.label(), "key refresh not queued (busy or stopping)");
+            }
+        }
+    }
+
     /// The token workers.
     pub fn tokens(&self) -> &[TokenWorker] {
         &self.tokens
