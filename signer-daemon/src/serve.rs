@@ -265,6 +265,20 @@ pub fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
 
     let pin_source = daemon_pin_source(args.pin_file.clone().or(config.pin_file.clone()));
+    if let PinSource::File(path) = &pin_source {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(path) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => tracing::warn!(
+                path = %path.display(),
+                mode = %format!("{:o}", m.permissions().mode() & 0o777),
+                "the PIN file is accessible to other users; chmod 600 it"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "the PIN file cannot be read yet")
+            }
+        }
+    }
     let worker_options = WorkerOptions {
         queue_capacity: config.queue_capacity.unwrap_or(256),
         poll_interval: match config.card_poll_secs.unwrap_or(5) {
