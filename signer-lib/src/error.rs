@@ -325,6 +325,32 @@ pub enum Error {
         path: PathBuf,
     },
 
+    // ----- Card commands and data objects ---------------------------------
+    /// A command's data is malformed for the operation (wrong length, bad
+    /// encoding, impossible value). Likely cause: a client bug or a
+    /// hand-built APDU. Maps to status word 6A80.
+    #[error("malformed command data: {reason}")]
+    BadCommandData {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The PIV data object is not stored on the token. Likely cause: it was
+    /// never written (e.g. no CHUID on a fresh card). Maps to 6A82.
+    #[error("data object {object:06x} not found")]
+    DataObjectNotFound {
+        /// The object id (e.g. 0x5fc102).
+        object: u32,
+    },
+
+    /// Not a PIV data object id this token can store (or read). Likely cause:
+    /// a typo in the object id, or a tool written for another card.
+    #[error("invalid data object id {object:06x}")]
+    InvalidDataObject {
+        /// The object id as given.
+        object: u32,
+    },
+
     /// Reading or writing a file failed.
     #[error("I/O error on {path}: {source}")]
     Io {
