@@ -3,6 +3,8 @@
 //! checked with an independent cipher, data objects, metadata, retries,
 //! touch ordering.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,7 +72,8 @@ fn policy_always_accepts_only_a_verify_immediately_before() {
         Err(Error::PinRequired { .. })
     ));
     // Every kind of command in between voids it.
-    let commands: Vec<(&str, fn(&mut Card))> = vec![
+    type Command = fn(&mut Card);
+    let commands: Vec<(&str, Command)> = vec![
         ("note_command (e.g. SELECT)", |c| c.note_command()),
         ("GET SERIAL", |c| {
             c.serial();

@@ -2,6 +2,8 @@
 //! locking, and refusing (without touching) corrupt, truncated or foreign
 //! files.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

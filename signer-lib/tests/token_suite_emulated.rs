@@ -2,6 +2,8 @@
 //! once with the firmware 5.7.4 defaults (AES-192 management key), once as
 //! a firmware 5.4.3 token with a 3DES management key.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 mod firmware_5_7_aes192 {
     signer_lib::token_behaviour_suite!(signer_lib::testing::EmulatedFixture::new());
 }

@@ -542,6 +542,8 @@ pub fn pin_policy_always_needs_a_pin_for_every_signature<F: TokenFixture>(f: &mu
     assert_eq!(counters(&mut token).pin, 2);
 }
 
+type Command<T> = fn(&mut T);
+
 /// PIN policy `always`: any command between VERIFY and the signature voids
 /// the verification.
 pub fn pin_policy_always_is_voided_by_a_command_in_between<F: TokenFixture>(f: &mut F) {
@@ -555,7 +557,7 @@ pub fn pin_policy_always_is_voided_by_a_command_in_between<F: TokenFixture>(f: &
         TouchPolicy::Never,
     );
     let p = default_pin();
-    let in_between: [(&str, fn(&mut F::Token)); 4] = [
+    let in_between: [(&str, Command<F::Token>); 4] = [
         ("retry counters", |t| {
             let _ = t.retry_counters();
         }),
