@@ -92,9 +92,20 @@ impl SoftKey {
 
     /// The private scalar, big-endian (for the state file only).
     pub(crate) fn scalar_bytes(&self) -> Zeroizing<Vec<u8>> {
+        use zeroize::Zeroize;
         match self {
-            SoftKey::P256(k) => Zeroizing::new(k.to_bytes().to_vec()),
-            SoftKey::P384(k) => Zeroizing::new(k.to_bytes().to_vec()),
+            SoftKey::P256(k) => {
+                let mut bytes = k.to_bytes();
+                let out = Zeroizing::new(bytes.to_vec());
+                bytes.zeroize();
+                out
+            }
+            SoftKey::P384(k) => {
+                let mut bytes = k.to_bytes();
+                let out = Zeroizing::new(bytes.to_vec());
+                bytes.zeroize();
+                out
+            }
         }
     }
 
