@@ -362,3 +362,15 @@ impl Token for EmulatedToken {
         self.run(|card| card.reset())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_can_move_to_a_worker_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<EmulatedToken>();
+        assert_send::<Box<dyn Token>>();
+    }
+}
