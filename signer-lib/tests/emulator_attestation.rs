@@ -52,7 +52,7 @@ fn token(dir: &Path, name: &str) -> EmulatedToken {
 fn openssl_verifies_the_attestation_chain() {
     let dir = tempfile::tempdir().unwrap();
     let mut a = token(dir.path(), "a.state");
-    let mut b = token(dir.path(), "b.state");
+    let b = token(dir.path(), "b.state");
     let root_a = dir.path().join("root-a.pem");
     let root_b = dir.path().join("root-b.pem");
     std::fs::write(&root_a, a.attestation_root_pem().unwrap()).unwrap();
