@@ -190,6 +190,15 @@ mod issue {
         SerialNumber::new(&bytes).map_err(cert_error)
     }
 
+    /// From a day ago (tolerates clock skew between machines) for VALIDITY.
+    fn validity() -> Result<Validity> {
+        let now = std::time::SystemTime::now();
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let not_before = x509_cert::time::Time::try_from(now - day).map_err(cert_error)?;
+        let not_after = x509_cert::time::Time::try_from(now + VALIDITY).map_err(cert_error)?;
+        Ok(Validity::new(not_before, not_after))
+    }
+
     fn spki(key: &PublicKey) -> Result<SubjectPublicKeyInfoOwned> {
         SubjectPublicKeyInfoOwned::from_der(&key.spki_der).map_err(cert_error)
     }
@@ -221,7 +230,7 @@ mod issue {
                 ca: true,
             },
             serial_number()?,
-            Validity::from_now(VALIDITY).map_err(cert_error)?,
+            validity()?,
             spki(&key.public_key()?)?,
         )
         .map_err(cert_error)?;
