@@ -270,8 +270,8 @@ pub fn default_management_key_algorithm(firmware: FirmwareVersion) -> Management
 }
 
 impl CardState {
-    /// A card in factory state, without attestation material (see
-    /// [`CardState::install_attestation`]).
+    /// A card in factory state, without attestation material (use
+    /// [`crate::emulator::card::Card::manufacture`] for a complete card).
     pub fn factory(settings: &FactorySettings) -> CardState {
         CardState {
             serial: settings.serial,
