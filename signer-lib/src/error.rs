@@ -181,6 +181,15 @@ pub enum Error {
     #[error("wrong management key (or wrong management key algorithm for this card)")]
     WrongManagementKey,
 
+    /// Mutual authentication with the management key failed on the card's
+    /// side: the card accepted our proof but its own answer to our challenge
+    /// is wrong. Likely cause: a faulty or counterfeit token, or something
+    /// between us and the card rewriting responses. Do not trust this token.
+    #[error(
+        "the token's answer to the management key challenge is wrong: it may not be the genuine token (faulty, counterfeit, or a tampered connection)"
+    )]
+    CardAuthenticationFailed,
+
     /// The management key's length does not fit its algorithm.
     #[error("invalid management key: {reason}")]
     InvalidManagementKey {
