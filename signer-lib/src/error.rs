@@ -232,6 +232,24 @@ pub enum Error {
         reason: String,
     },
 
+    /// The vpcd address for the emulated card bridge cannot be used. Likely
+    /// cause: a typo, or a missing port (vpcd's default is 35963).
+    #[error("invalid vpcd address {address:?}: {reason} (use HOST:PORT, e.g. 127.0.0.1:35963)")]
+    VpcdAddress {
+        /// The address as given.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A virtual card's Answer To Reset is not 2 to 33 bytes (ISO 7816-3),
+    /// so pcscd would refuse it. Likely cause: a bug in the card emulation.
+    #[error("invalid ATR from the virtual card: {reason}")]
+    InvalidAtr {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// No token matches the selector.
     #[error("no token found: {reason}")]
     TokenNotFound {

@@ -9,6 +9,8 @@
 //!   the PIV client and the emulator. No I/O.
 //! - [`session`]: PIN sources and PIN-policy-driven signing that never retries a rejected PIN.
 //! - [`secret`]: PIN, PUK and management key types (zeroized, never printed).
+//! - [`transport`]: how APDUs travel; [`transport::vpcd`] serves a software
+//!   card to pcscd through vsmartcard's vpcd reader driver.
 //!
 //! The software-emulated token (module `emulator`) keeps its private keys in
 //! a file. It exists for tests and CI and must never hold a production key.
@@ -22,6 +24,7 @@ pub mod piv;
 pub mod secret;
 pub mod session;
 pub mod token;
+pub mod transport;
 
 pub use error::{Error, Result};
 pub use model::{
