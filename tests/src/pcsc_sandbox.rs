@@ -80,7 +80,7 @@ pub const CSOCK_ENV: &str = "PCSCLITE_CSOCK_NAME";
 /// child process of [`run_sandboxed`].
 pub const SANDBOX_DIR_ENV: &str = "SIGNER_PCSC_SANDBOX";
 /// Set for the child process of [`run_sandboxed`]: the test it must run.
-const SANDBOX_TEST_ENV: &str = "SIGNER_PCSC_SANDBOX_TEST";
+pub const SANDBOX_TEST_ENV: &str = "SIGNER_PCSC_SANDBOX_TEST";
 /// Override the vpcd driver path (default: Debian's).
 pub const VPCD_DRIVER_ENV: &str = "SIGNER_VPCD_DRIVER";
 /// Set to `1` to run pcscd with `--debug` (its log is in the sandbox
