@@ -56,9 +56,18 @@ fn run(args: &[String]) -> Result<(), Failure> {
         "stop" => {
             let sandbox = Sandbox::open(&sandbox_dir(rest)?)?;
             let dir = sandbox.dir().to_path_buf();
+            let mut vars = vec![
+                "PCSCLITE_CSOCK_NAME".to_string(),
+                SANDBOX_DIR_ENV.to_string(),
+                "SIGNER_VPCD".to_string(),
+            ];
+            for i in 0..sandbox.readers().len() {
+                vars.push(format!("SIGNER_VPCD_{i}"));
+                vars.push(format!("SIGNER_PCSC_READER_{i}"));
+            }
             drop(sandbox);
             eprintln!("pcsc-sandbox: stopped and removed {}", dir.display());
-            println!("unset PCSCLITE_CSOCK_NAME {SANDBOX_DIR_ENV} SIGNER_VPCD");
+            println!("unset {}", vars.join(" "));
             Ok(())
         }
         "restart" => {
