@@ -41,7 +41,7 @@ struct MgmtCard {
 
 impl MgmtCard {
     fn process(&mut self, apdu: &CommandApdu) -> ResponseApdu {
-        self.log.lock().unwrap().instructions.push(apdu.ins);
+        self.log.lock().expect("lock").instructions.push(apdu.ins);
         if apdu.ins != ins::GENERAL_AUTHENTICATE {
             self.auth.cancel();
         }
@@ -50,16 +50,16 @@ impl MgmtCard {
                 self.authenticated = false;
                 // Application property template with the PIV AID.
                 let mut aid = Vec::new();
-                tlv::write(&mut aid, 0x4f, &[0x00, 0x00, 0x10, 0x00, 0x01, 0x00]).unwrap();
+                tlv::write(&mut aid, 0x4f, &[0x00, 0x00, 0x10, 0x00, 0x01, 0x00]).expect("tlv");
                 let mut apt = Vec::new();
-                tlv::write(&mut apt, 0x61, &aid).unwrap();
+                tlv::write(&mut apt, 0x61, &aid).expect("tlv");
                 ResponseApdu::new(apt, StatusWord::Success)
             }
             ins::SELECT => ResponseApdu::status(StatusWord::NotFound),
             ins::GET_VERSION => ResponseApdu::new(vec![5, 4, 3], StatusWord::Success),
             ins::GET_SERIAL => ResponseApdu::new(vec![0x01, 0x23, 0x45, 0x67], StatusWord::Success),
             ins::GENERAL_AUTHENTICATE if apdu.p2 == key_ref::MANAGEMENT => {
-                let key = self.key.lock().unwrap().clone();
+                let key = self.key.lock().expect("lock").clone();
                 match self
                     .auth
                     .step(&key, apdu.p1, &apdu.data, &mut getrandom::SysRng)
@@ -70,12 +70,12 @@ impl MgmtCard {
                     }
                     Ok(CardStep::Authenticated(data)) => {
                         self.authenticated = true;
-                        self.log.lock().unwrap().authenticated += 1;
+                        self.log.lock().expect("lock").authenticated += 1;
                         ResponseApdu::new(data.to_vec(), StatusWord::Success)
                     }
                     Err(e) => {
                         self.authenticated = false;
-                        self.log.lock().unwrap().auth_failures += 1;
+                        self.log.lock().expect("lock").auth_failures += 1;
                         ResponseApdu::status(e.status_word())
                     }
                 }
@@ -96,7 +96,7 @@ impl MgmtCard {
                 };
                 match ManagementKey::new(alg, new) {
                     Ok(k) => {
-                        *self.key.lock().unwrap() = k;
+                        *self.key.lock().expect("lock") = k;
                         ResponseApdu::status(StatusWord::Success)
                     }
                     Err(_) => ResponseApdu::status(StatusWord::IncorrectData),
@@ -204,12 +204,12 @@ sandboxed_test!(
         );
         assert!(ok, "yubico-piv-tool set-mgm-key failed:\n{out}\n{log:?}");
         assert_eq!(
-            key.lock().unwrap().as_bytes(),
+            key.lock().expect("lock").as_bytes(),
             &hex_bytes(NEW_HEX)[..],
             "the card got the new key"
         );
         {
-            let l = log.lock().unwrap();
+            let l = log.lock().expect("lock");
             assert_eq!(l.authenticated, 1, "{l:?}");
             assert_eq!(l.auth_failures, 0, "{l:?}");
             assert!(l.instructions.contains(&ins::SET_MANAGEMENT_KEY));
@@ -222,8 +222,8 @@ sandboxed_test!(
             &[&format!("--key={DEFAULT_HEX}"), "-a", "set-mgm-key", "--new-key", DEFAULT_HEX],
         );
         assert!(!ok, "a wrong management key must fail:\n{out}");
-        assert_eq!(log.lock().unwrap().auth_failures, 1);
-        assert_eq!(key.lock().unwrap().as_bytes(), &hex_bytes(NEW_HEX)[..]);
+        assert_eq!(log.lock().expect("lock").auth_failures, 1);
+        assert_eq!(key.lock().expect("lock").as_bytes(), &hex_bytes(NEW_HEX)[..]);
 
         // The new key does, and puts the default back.
         let (ok, out) = piv_tool(
@@ -231,8 +231,8 @@ sandboxed_test!(
             &[&format!("--key={NEW_HEX}"), "-a", "set-mgm-key", "--new-key", DEFAULT_HEX],
         );
         assert!(ok, "{out}");
-        assert!(key.lock().unwrap().is_default());
-        assert_eq!(log.lock().unwrap().authenticated, 2);
+        assert!(key.lock().expect("lock").is_default());
+        assert_eq!(log.lock().expect("lock").authenticated, 2);
         handle.stop().unwrap();
     }
 );
@@ -272,27 +272,27 @@ sandboxed_test!(
         ] {
             let old: String = (0..alg.key_len()).map(|i| format!("{:02x}", i * 7 + 1)).collect();
             let new: String = (0..alg.key_len()).map(|i| format!("{:02x}", 0xff - i)).collect();
-            *key.lock().unwrap() = ManagementKey::from_hex(alg, &old).unwrap();
-            let before = log.lock().unwrap().authenticated;
+            *key.lock().expect("lock") = ManagementKey::from_hex(alg, &old).unwrap();
+            let before = log.lock().expect("lock").authenticated;
 
             let (ok, out) = yubikit(sandbox, name, &old, &new);
             assert!(ok, "{name}: yubikit failed:\n{out}");
-            assert_eq!(key.lock().unwrap().as_bytes(), &hex_bytes(&new)[..], "{name}");
-            assert_eq!(log.lock().unwrap().authenticated, before + 1, "{name}");
+            assert_eq!(key.lock().expect("lock").as_bytes(), &hex_bytes(&new)[..], "{name}");
+            assert_eq!(log.lock().expect("lock").authenticated, before + 1, "{name}");
 
             // The old key is refused by the card; yubikit reports the error.
-            let failures = log.lock().unwrap().auth_failures;
+            let failures = log.lock().expect("lock").auth_failures;
             let (ok, out) = yubikit(sandbox, name, &old, &old);
             assert!(!ok, "{name}: a wrong key must fail:\n{out}");
-            assert_eq!(log.lock().unwrap().auth_failures, failures + 1, "{name}");
-            assert_eq!(key.lock().unwrap().as_bytes(), &hex_bytes(&new)[..], "{name}");
+            assert_eq!(log.lock().expect("lock").auth_failures, failures + 1, "{name}");
+            assert_eq!(key.lock().expect("lock").as_bytes(), &hex_bytes(&new)[..], "{name}");
         }
 
         // Naming the wrong algorithm (3DES against an AES key) is refused too.
-        let failures = log.lock().unwrap().auth_failures;
+        let failures = log.lock().expect("lock").auth_failures;
         let (ok, _) = yubikit(sandbox, "TDES", DEFAULT_HEX, DEFAULT_HEX);
         assert!(!ok);
-        assert_eq!(log.lock().unwrap().auth_failures, failures + 1);
+        assert_eq!(log.lock().expect("lock").auth_failures, failures + 1);
         handle.stop().unwrap();
     }
 );
