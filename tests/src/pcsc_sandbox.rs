@@ -178,6 +178,17 @@ impl Default for SandboxConfig {
 }
 
 impl SandboxConfig {
+    /// Check the reader count (1 to 16).
+    pub fn validate(&self) -> Result<(), SandboxError> {
+        if self.readers == 0 || self.readers > MAX_READERS {
+            return Err(SandboxError::Config(format!(
+                "{} readers asked, pcsc-lite allows 1 to {MAX_READERS}",
+                self.readers
+            )));
+        }
+        Ok(())
+    }
+
     /// The default configuration with `n` readers.
     pub fn with_readers(n: usize) -> SandboxConfig {
         SandboxConfig {
@@ -281,6 +292,7 @@ impl Sandbox {
     /// that run as **subprocesses** with [`Sandbox::client_env`]. In-process
     /// pcsc calls do not reach it (see the module documentation).
     pub fn start_for_subprocesses(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        config.validate()?;
         let driver = check_prerequisites()?;
         let dir = make_sandbox_dir()?;
         Sandbox::start_in(dir, true, driver, config, Mode::Owned)
@@ -311,6 +323,7 @@ impl Sandbox {
     /// scripts). Stop it with [`Sandbox::open`] + drop, or
     /// `pcsc-sandbox stop`.
     pub fn start_detached(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        config.validate()?;
         let driver = check_prerequisites()?;
         let dir = make_sandbox_dir()?;
         let mut sandbox = Sandbox::start_in(dir, true, driver, config, Mode::Detached)?;
@@ -354,32 +367,7 @@ impl Sandbox {
         config: SandboxConfig,
         mode: Mode,
     ) -> Result<Sandbox, SandboxError> {
-        if config.readers == 0 || config.readers > MAX_READERS {
-            return Err(SandboxError::Config(format!(
-                "{} readers asked, pcsc-lite allows 1 to {MAX_READERS}",
-                config.readers
-            )));
-        }
-        if socket_path(&dir).as_os_str().len() > 107 {
-            return Err(SandboxError::Config(format!(
-                "the socket path {} is too long for a Unix socket; set TMPDIR to a shorter directory",
-                socket_path(&dir).display()
-            )));
-        }
-        ensure_pcscd_run_dir()?;
-        for sub in ["run", "reader.conf.d", "drivers"] {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .recursive(true)
-                .create(dir.join(sub))
-                .map_err(io_err(format!("creating {}", dir.join(sub).display())))?;
-        }
-        // Clients (maybe not root) must reach the socket's directory.
-        fs::set_permissions(dir.join("run"), fs::Permissions::from_mode(0o755))
-            .map_err(io_err("chmod run directory"))?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
-            .map_err(io_err("chmod sandbox directory"))?;
-
+        // From here on, dropping `sandbox` (on any error) cleans up.
         let mut sandbox = Sandbox {
             dir,
             owns_dir,
@@ -388,11 +376,32 @@ impl Sandbox {
             config,
             mode,
             pcscd: None,
-            spawner: match mode {
-                Mode::Owned => Some(Spawner::new()?),
-                Mode::Detached => None,
-            },
+            spawner: None,
         };
+        sandbox.config.validate()?;
+        if sandbox.socket_path().as_os_str().len() > 107 {
+            return Err(SandboxError::Config(format!(
+                "the socket path {} is too long for a Unix socket; set TMPDIR to a shorter directory",
+                sandbox.socket_path().display()
+            )));
+        }
+        ensure_pcscd_run_dir()?;
+        for sub in ["run", "reader.conf.d", "drivers"] {
+            let path = sandbox.dir.join(sub);
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(&path)
+                .map_err(io_err(format!("creating {}", path.display())))?;
+        }
+        // Clients (maybe not root) must reach the socket's directory.
+        fs::set_permissions(sandbox.dir.join("run"), fs::Permissions::from_mode(0o755))
+            .map_err(io_err("chmod run directory"))?;
+        fs::set_permissions(&sandbox.dir, fs::Permissions::from_mode(0o755))
+            .map_err(io_err("chmod sandbox directory"))?;
+        if mode == Mode::Owned {
+            sandbox.spawner = Some(Spawner::new()?);
+        }
         // Free ports can be taken between our check and pcscd's bind: retry
         // with fresh ports a few times.
         let mut last = None;
@@ -992,7 +1001,10 @@ where
         body(&mut sandbox);
         return;
     }
-    if let Err(e) = check_prerequisites() {
+    if let Err(e) = config
+        .validate()
+        .and_then(|()| check_prerequisites().map(drop))
+    {
         panic!("cannot run {test_path}: {e}");
     }
     let dir = make_sandbox_dir().unwrap_or_else(|e| panic!("{e}"));

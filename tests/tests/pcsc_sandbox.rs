@@ -97,9 +97,16 @@ fn teardown_leaves_no_process_mount_or_directory_and_the_real_run_pcscd_is_untou
     );
 
     drop(sandbox);
+    // Gone and reaped (or the pid already reused by something else).
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "pcscd {pid} is gone (and reaped)"
+        !String::from_utf8_lossy(&cmdline).contains(&dir.display().to_string()),
+        "pcscd {pid} is gone"
+    );
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| !s.contains("(pcscd) Z")),
+        "pcscd {pid} was reaped"
     );
     assert!(!dir.exists(), "{} removed", dir.display());
     assert_eq!(run_real_dir_listing(), real_before);
@@ -162,9 +169,12 @@ fn pcscd_pid_of(dir: &str) -> u32 {
         .expect("a pid")
 }
 
-/// Gone, or a zombie nobody reaps (its parent, the binary, has exited).
-fn process_gone(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |c| c.is_empty())
+/// No process `pid` serving the sandbox in `dir` any more: gone, a zombie
+/// nobody reaps (empty command line; its parent, the binary, has exited),
+/// or the pid was reused by an unrelated process.
+fn process_gone(pid: u32, dir: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map_or(true, |c| !String::from_utf8_lossy(&c).contains(dir))
 }
 
 #[test]
@@ -213,7 +223,7 @@ fn the_binary_starts_restarts_and_stops_a_detached_sandbox() {
     );
     let second_pid = pcscd_pid_of(&dir);
     assert_ne!(first_pid, second_pid);
-    assert!(process_gone(first_pid));
+    assert!(process_gone(first_pid, &dir));
     let list = list_readers_with(&vars);
     assert!(list.contains("Virtual PCD 00 00"), "{list}");
 
@@ -222,7 +232,7 @@ fn the_binary_starts_restarts_and_stops_a_detached_sandbox() {
         "stop",
     );
     assert!(stop.contains("unset PCSCLITE_CSOCK_NAME"), "{stop}");
-    assert!(process_gone(second_pid));
+    assert!(process_gone(second_pid, &dir));
     assert!(!Path::new(&dir).exists());
 
     // Stopping again names the problem.
@@ -253,7 +263,7 @@ fn the_script_prints_exports_and_cleans_up() {
             .unwrap(),
         "pcsc-sandbox.sh stop",
     );
-    assert!(process_gone(pid));
+    assert!(process_gone(pid, &dir));
     assert!(!Path::new(&dir).exists());
 }
 
