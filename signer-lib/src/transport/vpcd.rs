@@ -576,11 +576,18 @@ pub struct BridgeStats {
     pub apdus: u64,
 }
 
+/// How long a new connection may stay unpolled before the bridge warns.
+const SILENCE_WARNING: Duration = Duration::from_secs(10);
+
 /// How one connection ended.
 enum SessionEnd {
     Stopped,
     Aborted,
-    Lost(String),
+    /// The connection ended; `attached`: vpcd had talked on it.
+    Lost {
+        reason: String,
+        attached: bool,
+    },
 }
 
 /// Serve `card` to vpcd at `config.address` until `control` stops it.
@@ -622,16 +629,23 @@ fn serve_inner(
         }
         match connect(config) {
             Ok(stream) => {
-                tracing::info!(address = %config.address, "connected to vpcd");
+                tracing::debug!(address = %config.address, "TCP connection to vpcd open; waiting for its first poll");
                 unreachable_reported = false;
-                backoff = config.backoff_initial;
                 let end = session(card, stream, config, control);
                 card.power_off();
                 match end {
                     SessionEnd::Stopped => break ServeEnd::Stopped,
                     SessionEnd::Aborted => break ServeEnd::Aborted,
-                    SessionEnd::Lost(reason) => {
-                        tracing::info!(address = %config.address, %reason, "vpcd connection ended; the card is removed until it reconnects");
+                    SessionEnd::Lost { reason, attached } => {
+                        if attached {
+                            // A working connection ended: retry soon.
+                            backoff = config.backoff_initial;
+                            tracing::info!(address = %config.address, %reason, "vpcd connection ended; the card is removed until the bridge reconnects");
+                        } else {
+                            // Accepted and dropped without a word (not vpcd?):
+                            // keep backing off rather than spin.
+                            tracing::debug!(address = %config.address, %reason, "connection closed before vpcd talked");
+                        }
                     }
                 }
             }
@@ -707,7 +721,12 @@ fn session_inner(
         .and_then(|()| stream.try_clone());
     match setup {
         Ok(clone) => *lock(&control.inner.stream) = Some(clone),
-        Err(e) => return SessionEnd::Lost(format!("socket setup failed: {e}")),
+        Err(e) => {
+            return SessionEnd::Lost {
+                reason: format!("socket setup failed: {e}"),
+                attached: false,
+            };
+        }
     }
     // An abort that raced with the connection setup.
     if control.is_aborted() {
@@ -717,6 +736,9 @@ fn session_inner(
     let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
     let mut grace_deadline: Option<Instant> = None;
     let mut attached = false;
+    let connected_at = Instant::now();
+    let mut silence_reported = false;
+    let lost = |reason: String, attached: bool| SessionEnd::Lost { reason, attached };
     loop {
         while let Some(frame) = reader.next_frame() {
             if control.is_aborted() {
@@ -728,6 +750,7 @@ fn session_inner(
                     a.attached = true;
                     a.count += 1;
                 });
+                tracing::info!(address = %config.address, "vpcd polled: the card is present in pcscd");
             }
             let request = match decode_request(&frame) {
                 Ok(r) => r,
@@ -751,13 +774,13 @@ fn session_inner(
             let framed = match encode_frame(&reply) {
                 Ok(f) => f,
                 // `answer` never returns more than MAX_PAYLOAD bytes.
-                Err(e) => return SessionEnd::Lost(format!("internal error: {e}")),
+                Err(e) => return lost(format!("internal error: {e}"), attached),
             };
             if let Err(e) = stream.write_all(&framed) {
                 return if control.is_aborted() {
                     SessionEnd::Aborted
                 } else {
-                    SessionEnd::Lost(format!("sending to vpcd failed: {e}"))
+                    lost(format!("sending to vpcd failed: {e}"), attached)
                 };
             }
         }
@@ -783,7 +806,7 @@ fn session_inner(
                 return if control.is_aborted() {
                     SessionEnd::Aborted
                 } else {
-                    SessionEnd::Lost("vpcd closed the connection".into())
+                    lost("vpcd closed the connection".into(), attached)
                 };
             }
             Ok(n) => reader.push(&buf[..n]),
@@ -793,12 +816,25 @@ fn session_inner(
                     io::ErrorKind::WouldBlock
                         | io::ErrorKind::TimedOut
                         | io::ErrorKind::Interrupted
-                ) => {}
+                ) =>
+            {
+                // pcscd polls every reader several times a second; a long
+                // silence before the first poll means vpcd has not accepted
+                // us: most likely another card holds this reader slot.
+                if !attached && !silence_reported && connected_at.elapsed() > SILENCE_WARNING {
+                    silence_reported = true;
+                    tracing::warn!(
+                        address = %config.address,
+                        "connected, but vpcd has not polled the card for {SILENCE_WARNING:?}: \
+                         is another card attached to this reader? Waiting."
+                    );
+                }
+            }
             Err(e) => {
                 return if control.is_aborted() {
                     SessionEnd::Aborted
                 } else {
-                    SessionEnd::Lost(format!("receiving from vpcd failed: {e}"))
+                    lost(format!("receiving from vpcd failed: {e}"), attached)
                 };
             }
         }
@@ -1397,6 +1433,33 @@ mod tests {
         let (_card, stats) = bridge.stop().unwrap();
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(stats.attachments, 1);
+    }
+
+    #[test]
+    fn a_peer_that_accepts_and_hangs_up_silently_is_retried_with_growing_backoff() {
+        let vpcd = FakeVpcd::new();
+        let config = BridgeConfig {
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(400),
+            ..fast_config(vpcd.address())
+        };
+        let bridge = spawn(Box::new(EchoCard::new().0), config).unwrap();
+        vpcd.listener.set_nonblocking(true).unwrap();
+        let started = Instant::now();
+        let mut accepts = 0;
+        while started.elapsed() < Duration::from_millis(800) {
+            match vpcd.listener.accept() {
+                Ok((conn, _)) => {
+                    accepts += 1;
+                    drop(conn);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        // 10+20+40+80+160+320 ms: about 6 attempts, not one every 10 ms.
+        assert!((2..=10).contains(&accepts), "{accepts} connection attempts");
+        assert_eq!(bridge.control().attachments(), 0);
+        drop(bridge);
     }
 
     #[test]
