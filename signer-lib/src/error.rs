@@ -181,6 +181,15 @@ pub enum Error {
     #[error("wrong management key (or wrong management key algorithm for this card)")]
     WrongManagementKey,
 
+    /// Mutual authentication with the management key failed on the card's
+    /// side: the card accepted our proof but its own answer to our challenge
+    /// is wrong. Likely cause: a faulty or counterfeit token, or something
+    /// between us and the card rewriting responses. Do not trust this token.
+    #[error(
+        "the token's answer to the management key challenge is wrong: it may not be the genuine token (faulty, counterfeit, or a tampered connection)"
+    )]
+    CardAuthenticationFailed,
+
     /// The management key's length does not fit its algorithm.
     #[error("invalid management key: {reason}")]
     InvalidManagementKey {
@@ -220,6 +229,24 @@ pub enum Error {
     #[error("token unavailable: {reason}")]
     Unavailable {
         /// Why.
+        reason: String,
+    },
+
+    /// The vpcd address for the emulated card bridge cannot be used. Likely
+    /// cause: a typo, or a missing port (vpcd's default is 35963).
+    #[error("invalid vpcd address {address:?}: {reason} (use HOST:PORT, e.g. 127.0.0.1:35963)")]
+    VpcdAddress {
+        /// The address as given.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A virtual card's Answer To Reset is not 2 to 33 bytes (ISO 7816-3),
+    /// so pcscd would refuse it. Likely cause: a bug in the card emulation.
+    #[error("invalid ATR from the virtual card: {reason}")]
+    InvalidAtr {
+        /// What is wrong with it.
         reason: String,
     },
 

@@ -12,6 +12,8 @@
 //! - [`emulator`]: the software-emulated YubiKey PIV token (tests and CI only).
 //! - [`selector`]: `emulated:FILE`, `yubikey`, `yubikey:SERIAL`: which token to open.
 //! - `testing` (feature `testing`): the shared Token behaviour suite.
+//! - [`transport`]: how APDUs travel; [`transport::vpcd`] serves a software
+//!   card to pcscd through vsmartcard's vpcd reader driver.
 //!
 //! The software-emulated token (module `emulator`) keeps its private keys in
 //! a file. It exists for tests and CI and must never hold a production key.
@@ -29,6 +31,7 @@ pub mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod token;
+pub mod transport;
 
 pub use error::{Error, Result};
 pub use model::{
