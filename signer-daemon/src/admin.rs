@@ -1,34 +1,439 @@
-//! Token administration commands: `emulated init`, `keygen`, `pubkey`, `sign`.
+//! Token administration and offline use, without the daemon:
+//! `emulated init`, `emulated root`, `keygen`, `pubkey`, `sign`.
+//!
+//! Exit codes (see README): 0 success; 1 the operation failed (token error:
+//! wrong PIN, touch timeout, locked or corrupt state, I/O, ...); 2 usage
+//! error (bad or missing arguments).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use sha2::Digest;
+use signer_lib::emulator::{EmulatedToken, InitOptions, OpenOptions, TouchMode};
+use signer_lib::selector::OpenConfig;
+use signer_lib::session::{PinSource, SigningSession};
+use signer_lib::{
+    Algorithm, FirmwareVersion, HashAlgorithm, KeyInfo, ManagementKey, ManagementKeyAlgorithm,
+    PinPolicy, SlotId, Token, TokenEvent, TokenSelector, TouchPolicy,
+};
+use zeroize::Zeroizing;
+
+/// The environment variable holding the management key in hex.
+pub const MGMT_KEY_ENV: &str = "SIGNER_MGMT_KEY";
+
+/// Why a command failed; decides the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad or inconsistent arguments (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The token refused or failed (exit code 1).
+    #[error(transparent)]
+    Token(#[from] signer_lib::Error),
+    /// Reading input or writing output failed (exit code 1).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file (or `stdin`/`stdout`).
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Anything else (exit code 1).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    /// The process exit code: 2 for usage errors, 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    fn io(path: impl AsRef<Path>, source: std::io::Error) -> CliError {
+        CliError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+impl From<&str> for CliError {
+    fn from(s: &str) -> Self {
+        CliError::Other(s.to_string())
+    }
+}
+
+impl From<String> for CliError {
+    fn from(s: String) -> Self {
+        CliError::Other(s)
+    }
+}
+
+/// Result of a command.
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// The former placeholder, kept as an alias so modules written against it
+/// keep compiling; use [`CliResult`].
+pub mod anyhow_like {
+    /// Result.
+    pub type Result = super::CliResult<()>;
+}
+
+fn parse_firmware(s: &str) -> Result<FirmwareVersion, String> {
+    let parts: Vec<&str> = s.split('.').collect();
+    let [a, b, c] = parts.as_slice() else {
+        return Err(format!("firmware version {s:?} is not MAJOR.MINOR.PATCH"));
+    };
+    let n = |p: &str| {
+        p.parse::<u8>()
+            .map_err(|_| format!("firmware version {s:?} is not MAJOR.MINOR.PATCH"))
+    };
+    Ok(FirmwareVersion::new(n(a)?, n(b)?, n(c)?))
+}
 
 /// `signer-daemon emulated ...`
 #[derive(Debug, Subcommand)]
 pub enum EmulatedCommand {
-    /// Create a new emulated token state file.
+    /// Create a new emulated token state file (FOR TESTS AND CI ONLY).
     Init(InitArgs),
+    /// Print the emulated token's attestation root certificate (PEM).
+    Root(RootArgs),
 }
 
 /// `signer-daemon emulated init`
 #[derive(Debug, Args)]
-pub struct InitArgs {}
+pub struct InitArgs {
+    /// The state file to create (refuses to overwrite). Holds private keys.
+    #[arg(long, value_name = "FILE")]
+    pub state: PathBuf,
+    /// Serial number (default: random 8 digits).
+    #[arg(long)]
+    pub serial: Option<u32>,
+    /// Management key algorithm (default: aes192 on firmware 5.7+, tdes before).
+    #[arg(long, value_name = "ALG")]
+    pub mgmt_key_alg: Option<ManagementKeyAlgorithm>,
+    /// Firmware version to emulate.
+    #[arg(long, value_name = "X.Y.Z", default_value = "5.7.4", value_parser = parse_firmware)]
+    pub firmware: FirmwareVersion,
+}
+
+/// `signer-daemon emulated root`
+#[derive(Debug, Args)]
+pub struct RootArgs {
+    /// The emulated token's state file.
+    #[arg(long, value_name = "FILE")]
+    pub state: PathBuf,
+}
+
+/// Management key options.
+#[derive(Debug, Args)]
+pub struct MgmtKeyArgs {
+    /// File holding the management key in hex. Otherwise $SIGNER_MGMT_KEY,
+    /// otherwise the factory default key (with a warning).
+    #[arg(long, value_name = "FILE")]
+    pub mgmt_key_file: Option<PathBuf>,
+    /// Management key algorithm (default: what the token uses, if it can
+    /// tell; else aes192).
+    #[arg(long, value_name = "ALG")]
+    pub mgmt_key_alg: Option<ManagementKeyAlgorithm>,
+}
 
 /// `signer-daemon keygen`
 #[derive(Debug, Args)]
-pub struct KeygenArgs {}
+pub struct KeygenArgs {
+    /// Token: emulated:FILE, yubikey or yubikey:SERIAL.
+    #[arg(long, value_name = "SELECTOR")]
+    pub token: TokenSelector,
+    /// Slot: 9a, 9c, 9d, 9e or 82..95.
+    #[arg(long)]
+    pub slot: SlotId,
+    /// Key algorithm: p256 or p384.
+    #[arg(long, default_value = "p256")]
+    pub alg: Algorithm,
+    /// PIN policy: default, never, once, always.
+    #[arg(long, default_value = "default")]
+    pub pin_policy: PinPolicy,
+    /// Touch policy: default, never, always, cached.
+    #[arg(long, default_value = "default")]
+    pub touch_policy: TouchPolicy,
+    /// Where the management key comes from.
+    #[command(flatten)]
+    pub mgmt: MgmtKeyArgs,
+}
+
+/// `signer-daemon pubkey`
+#[derive(Debug, Args)]
+pub struct PubkeyArgs {
+    /// Token: emulated:FILE, yubikey or yubikey:SERIAL.
+    #[arg(long, value_name = "SELECTOR")]
+    pub token: TokenSelector,
+    /// Slot.
+    #[arg(long)]
+    pub slot: SlotId,
+    /// Print only the key id (lowercase hex SHA-256 of the SubjectPublicKeyInfo).
+    #[arg(long)]
+    pub key_id: bool,
+}
+
+/// `signer-daemon sign`
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Token: emulated:FILE, yubikey or yubikey:SERIAL.
+    #[arg(long, value_name = "SELECTOR")]
+    pub token: TokenSelector,
+    /// Slot.
+    #[arg(long)]
+    pub slot: SlotId,
+    /// The message to sign (default: standard input).
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Hash: sha256, sha384, sha512 (default: sha256 for p256, sha384 for p384).
+    #[arg(long)]
+    pub hash: Option<HashAlgorithm>,
+    /// Where to write the DER signature (default: standard output).
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// File holding the PIN. Otherwise $SIGNER_PIN, otherwise a prompt on a terminal.
+    #[arg(long, value_name = "FILE")]
+    pub pin_file: Option<PathBuf>,
+}
+
+fn open_config() -> CliResult<OpenConfig> {
+    Ok(OpenConfig {
+        emulated: OpenOptions::with_touch(TouchMode::from_env()?.source()),
+    })
+}
+
+fn warn_emulated(selector: &TokenSelector) {
+    if selector.is_emulated() {
+        eprintln!(
+            "note: {selector} is an EMULATED token: its keys are in a file; for tests and CI only"
+        );
+    }
+}
 
 /// Run `signer-daemon emulated ...`.
-pub fn emulated(_cmd: EmulatedCommand) -> anyhow_like::Result {
-    Err("not implemented".into())
+pub fn emulated(cmd: EmulatedCommand) -> CliResult {
+    match cmd {
+        EmulatedCommand::Init(args) => {
+            let token = EmulatedToken::init(
+                &args.state,
+                &InitOptions {
+                    serial: args.serial,
+                    firmware: args.firmware,
+                    management_key_algorithm: args.mgmt_key_alg,
+                },
+            )?;
+            let mut token = token;
+            let info = token.info()?;
+            eprintln!(
+                "WARNING: {} holds this token's private keys, PIN and management key in plain form.\n\
+                 WARNING: emulated tokens are for tests and CI only; never put a production key in one.",
+                args.state.display()
+            );
+            println!("state: {}", args.state.display());
+            println!("serial: {}", info.serial);
+            println!("firmware: {}", info.firmware);
+            println!(
+                "management key: {} (factory default 010203...08)",
+                token.management_key_algorithm()
+            );
+            println!("PIN: 123456 (factory default), PUK: 12345678 (factory default)");
+            Ok(())
+        }
+        EmulatedCommand::Root(args) => {
+            let token = EmulatedToken::open(&args.state, TouchMode::Approve.source())?;
+            print!("{}", token.attestation_root_pem()?);
+            Ok(())
+        }
+    }
+}
+
+fn read_secret_file(path: &Path) -> CliResult<Zeroizing<String>> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| CliError::io(path, e))?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        CliError::Usage(format!(
+            "{}: the management key file is not text",
+            path.display()
+        ))
+    })?;
+    Ok(Zeroizing::new(text.to_string()))
+}
+
+/// The management key from `--mgmt-key-file`, `$SIGNER_MGMT_KEY`, or the
+/// factory default (with a loud warning).
+fn management_key(
+    args: &MgmtKeyArgs,
+    hint: Option<ManagementKeyAlgorithm>,
+) -> CliResult<ManagementKey> {
+    let algorithm = args
+        .mgmt_key_alg
+        .or(hint)
+        .unwrap_or(ManagementKeyAlgorithm::Aes192);
+    let key = if let Some(path) = &args.mgmt_key_file {
+        let text = read_secret_file(path)?;
+        ManagementKey::from_hex(algorithm, &text)?
+    } else if let Some(value) = std::env::var_os(MGMT_KEY_ENV) {
+        let text = Zeroizing::new(
+            value
+                .into_string()
+                .map_err(|_| CliError::Usage(format!("${MGMT_KEY_ENV} is not text")))?,
+        );
+        ManagementKey::from_hex(algorithm, &text)?
+    } else {
+        eprintln!(
+            "WARNING: no management key given (--mgmt-key-file or ${MGMT_KEY_ENV}): using the \
+             publicly known FACTORY DEFAULT management key. Anyone with the token can replace \
+             its keys. Change it before the token holds a key that matters."
+        );
+        return Ok(ManagementKey::default_for(algorithm)?);
+    };
+    if key.is_default() {
+        eprintln!(
+            "WARNING: the management key given is the publicly known factory default; change it."
+        );
+    }
+    Ok(key)
+}
+
+fn print_key(key: &KeyInfo) -> CliResult {
+    let pem = key.public_key.to_pem()?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(pem.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::io("stdout", e))
+}
+
+fn describe_key(key: &KeyInfo) -> String {
+    format!(
+        "slot {}: {} key, PIN policy {}, touch policy {}, key id {}",
+        key.slot,
+        key.algorithm(),
+        key.pin_policy,
+        key.touch_policy,
+        key.key_id
+    )
 }
 
 /// Run `signer-daemon keygen`.
-pub fn keygen(_args: KeygenArgs) -> anyhow_like::Result {
-    Err("not implemented".into())
+pub fn keygen(args: KeygenArgs) -> CliResult {
+    if args.slot == SlotId::Attestation {
+        return Err(CliError::Usage(
+            "slot f9 holds the attestation key; keys cannot be generated into it".into(),
+        ));
+    }
+    if !args.alg.is_implemented() {
+        return Err(CliError::Usage(format!(
+            "algorithm {} is not supported: use p256 or p384",
+            args.alg
+        )));
+    }
+    warn_emulated(&args.token);
+    let config = open_config()?;
+    let (mut token, hint): (Box<dyn Token>, Option<ManagementKeyAlgorithm>) = match &args.token {
+        sel @ TokenSelector::Emulated(_) => {
+            let t = sel.open_emulated(&config)?;
+            let alg = t.management_key_algorithm();
+            (Box::new(t), Some(alg))
+        }
+        sel => (sel.open(&config)?, None),
+    };
+    let key = management_key(&args.mgmt, hint)?;
+    token.authenticate(&key)?;
+    drop(key);
+    let info = token.generate_key(args.slot, args.alg, args.pin_policy, args.touch_policy)?;
+    print_key(&info)?;
+    eprintln!("generated {}", describe_key(&info));
+    eprintln!("key id: {}", info.key_id);
+    Ok(())
 }
 
-/// Placeholder result type until the real error type lands.
-pub mod anyhow_like {
-    /// Result.
-    pub type Result = std::result::Result<(), Box<dyn std::error::Error>>;
+/// Run `signer-daemon pubkey`.
+pub fn pubkey(args: PubkeyArgs) -> CliResult {
+    let mut token = args.token.open(&open_config()?)?;
+    let key = token.key(args.slot)?;
+    if args.key_id {
+        println!("{}", key.key_id);
+        return Ok(());
+    }
+    print_key(&key)?;
+    eprintln!("{}", describe_key(&key));
+    Ok(())
+}
+
+/// Hash a stream without holding it in memory.
+fn hash_stream(hash: HashAlgorithm, mut input: impl Read, name: &str) -> CliResult<Vec<u8>> {
+    fn run<D: Digest>(mut input: impl Read, name: &str) -> CliResult<Vec<u8>> {
+        let mut hasher = D::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CliError::io(name, e)),
+            };
+            hasher.update(&buf[..n]);
+        }
+        Ok(hasher.finalize().to_vec())
+    }
+    match hash {
+        HashAlgorithm::Sha256 => run::<sha2::Sha256>(&mut input, name),
+        HashAlgorithm::Sha384 => run::<sha2::Sha384>(&mut input, name),
+        HashAlgorithm::Sha512 => run::<sha2::Sha512>(&mut input, name),
+    }
+}
+
+/// Run `signer-daemon sign`.
+pub fn sign(args: SignArgs) -> CliResult {
+    warn_emulated(&args.token);
+    let token = args.token.open(&open_config()?)?;
+    let mut session = SigningSession::new(token, PinSource::from_cli(args.pin_file.clone()));
+    let key = session.key(args.slot)?;
+    let hash = args
+        .hash
+        .unwrap_or_else(|| HashAlgorithm::preferred_for(key.algorithm()));
+    let digest = match &args.input {
+        Some(path) => {
+            let file = std::fs::File::open(path).map_err(|e| CliError::io(path, e))?;
+            hash_stream(hash, file, &path.display().to_string())?
+        }
+        None => hash_stream(hash, std::io::stdin().lock(), "stdin")?,
+    };
+    let signature = session.sign(args.slot, hash, &digest, &mut |event| match event {
+        TokenEvent::TouchRequired { slot, timeout } => {
+            eprintln!(
+                "Touch your YubiKey now (key in slot {slot}; waiting up to {} s)",
+                timeout.as_secs()
+            );
+        }
+    })?;
+    match &args.output {
+        Some(path) => write_file(path, &signature)?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&signature)
+                .and_then(|()| out.flush())
+                .map_err(|e| CliError::io("stdout", e))?;
+        }
+    }
+    eprintln!(
+        "signed with {} ({hash}); key id {}",
+        describe_slot(&key),
+        key.key_id
+    );
+    Ok(())
+}
+
+fn describe_slot(key: &KeyInfo) -> String {
+    format!("the {} key in slot {}", key.algorithm(), key.slot)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> CliResult {
+    std::fs::write(path, bytes).map_err(|e| CliError::io(path, e))
 }

@@ -181,6 +181,15 @@ pub enum Error {
     #[error("wrong management key (or wrong management key algorithm for this card)")]
     WrongManagementKey,
 
+    /// Mutual authentication with the management key failed on the card's
+    /// side: the card accepted our proof but its own answer to our challenge
+    /// is wrong. Likely cause: a faulty or counterfeit token, or something
+    /// between us and the card rewriting responses. Do not trust this token.
+    #[error(
+        "the token's answer to the management key challenge is wrong: it may not be the genuine token (faulty, counterfeit, or a tampered connection)"
+    )]
+    CardAuthenticationFailed,
+
     /// The management key's length does not fit its algorithm.
     #[error("invalid management key: {reason}")]
     InvalidManagementKey {
@@ -220,6 +229,24 @@ pub enum Error {
     #[error("token unavailable: {reason}")]
     Unavailable {
         /// Why.
+        reason: String,
+    },
+
+    /// The vpcd address for the emulated card bridge cannot be used. Likely
+    /// cause: a typo, or a missing port (vpcd's default is 35963).
+    #[error("invalid vpcd address {address:?}: {reason} (use HOST:PORT, e.g. 127.0.0.1:35963)")]
+    VpcdAddress {
+        /// The address as given.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A virtual card's Answer To Reset is not 2 to 33 bytes (ISO 7816-3),
+    /// so pcscd would refuse it. Likely cause: a bug in the card emulation.
+    #[error("invalid ATR from the virtual card: {reason}")]
+    InvalidAtr {
+        /// What is wrong with it.
         reason: String,
     },
 
@@ -323,6 +350,32 @@ pub enum Error {
     StateExists {
         /// The path.
         path: PathBuf,
+    },
+
+    // ----- Card commands and data objects ---------------------------------
+    /// A command's data is malformed for the operation (wrong length, bad
+    /// encoding, impossible value). Likely cause: a client bug or a
+    /// hand-built APDU. Maps to status word 6A80.
+    #[error("malformed command data: {reason}")]
+    BadCommandData {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The PIV data object is not stored on the token. Likely cause: it was
+    /// never written (e.g. no CHUID on a fresh card). Maps to 6A82.
+    #[error("data object {object:06x} not found")]
+    DataObjectNotFound {
+        /// The object id (e.g. 0x5fc102).
+        object: u32,
+    },
+
+    /// Not a PIV data object id this token can store (or read). Likely cause:
+    /// a typo in the object id, or a tool written for another card.
+    #[error("invalid data object id {object:06x}")]
+    InvalidDataObject {
+        /// The object id as given.
+        object: u32,
     },
 
     /// Reading or writing a file failed.

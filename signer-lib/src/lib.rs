@@ -9,6 +9,11 @@
 //!   the PIV client and the emulator. No I/O.
 //! - [`session`]: PIN sources and PIN-policy-driven signing that never retries a rejected PIN.
 //! - [`secret`]: PIN, PUK and management key types (zeroized, never printed).
+//! - [`emulator`]: the software-emulated YubiKey PIV token (tests and CI only).
+//! - [`selector`]: `emulated:FILE`, `yubikey`, `yubikey:SERIAL`: which token to open.
+//! - `testing` (feature `testing`): the shared Token behaviour suite.
+//! - [`transport`]: how APDUs travel; [`transport::vpcd`] serves a software
+//!   card to pcscd through vsmartcard's vpcd reader driver.
 //!
 //! The software-emulated token (module `emulator`) keeps its private keys in
 //! a file. It exists for tests and CI and must never hold a production key.
@@ -16,12 +21,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod emulator;
 pub mod error;
 pub mod model;
 pub mod piv;
 pub mod secret;
+pub mod selector;
 pub mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod token;
+pub mod transport;
 
 pub use error::{Error, Result};
 pub use model::{
@@ -29,4 +39,5 @@ pub use model::{
     TokenInfo, TokenKind, TouchPolicy,
 };
 pub use secret::{ManagementKey, ManagementKeyAlgorithm, Pin, Puk};
+pub use selector::TokenSelector;
 pub use token::{Attestation, ImportKey, RetryCounters, SignRequest, Token, TokenEvent};

@@ -8,6 +8,7 @@
 //! keeps the two sides from drifting apart.
 
 pub mod apdu;
+pub mod mgmt_crypto;
 pub mod tlv;
 
 /// The PIV application identifier (truncated form accepted by SELECT).

@@ -1,0 +1,463 @@
+//! The admin commands as a user runs them: `emulated init|root`, `keygen`,
+//! `pubkey`, `sign`, checked with openssl and exit codes.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use sha2::Digest;
+
+const BIN: &str = env!("CARGO_BIN_EXE_signer-daemon");
+
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Run {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("SIGNER_PIN")
+        .env_remove("SIGNER_MGMT_KEY")
+        .env_remove("SIGNER_EMULATED_TOUCH")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run signer-daemon");
+    if let Some(data) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(data).expect("write stdin");
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("wait");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+#[track_caller]
+fn ok(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let r = run(args, env, None);
+    assert_eq!(r.code, 0, "{args:?} failed: {}", r.stderr);
+    r
+}
+
+fn openssl(args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "openssl is needed for this test (tests/scripts/install-deps.sh installs it): {e}"
+            )
+        })
+}
+
+/// `openssl dgst -verify`: true only if openssl prints exactly "Verified OK".
+fn openssl_verifies(hash: &str, pubkey: &Path, sig: &Path, message: &Path) -> bool {
+    let out = openssl(&[
+        "dgst",
+        &format!("-{hash}"),
+        "-verify",
+        pubkey.to_str().unwrap(),
+        "-signature",
+        sig.to_str().unwrap(),
+        message.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim_end() == "Verified OK" && out.status.success()
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    state: PathBuf,
+    token: String,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("token.state");
+    let token = format!("emulated:{}", state.display());
+    Fixture { dir, state, token }
+}
+
+impl Fixture {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn init(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["emulated", "init", "--state", self.state.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        ok(&args, &[])
+    }
+
+    fn keygen(&self, slot: &str, alg: &str, pin: &str, touch: &str) -> PathBuf {
+        let r = ok(
+            &[
+                "keygen",
+                "--token",
+                &self.token,
+                "--slot",
+                slot,
+                "--alg",
+                alg,
+                "--pin-policy",
+                pin,
+                "--touch-policy",
+                touch,
+            ],
+            &[],
+        );
+        let pem = self.path(&format!("{slot}.pem"));
+        std::fs::write(&pem, &r.stdout).unwrap();
+        assert!(
+            String::from_utf8_lossy(&r.stdout).starts_with("-----BEGIN PUBLIC KEY-----"),
+            "keygen prints the public key PEM"
+        );
+        assert!(r.stderr.contains("key id: "), "{}", r.stderr);
+        pem
+    }
+}
+
+#[test]
+fn init_keygen_sign_and_openssl_verifies() {
+    let f = fixture();
+    let init = f.init(&["--serial", "3141592"]);
+    let out = String::from_utf8_lossy(&init.stdout);
+    assert!(out.contains("serial: 3141592"), "{out}");
+    assert!(out.contains("firmware: 5.7.4"), "{out}");
+    assert!(out.contains("management key: aes192"), "{out}");
+    assert!(init.stderr.contains("tests and CI only"), "{}", init.stderr);
+
+    let message = f.path("message.txt");
+    std::fs::write(&message, b"a TUF root, say\n").unwrap();
+    for (slot, alg, hash) in [("9c", "p256", "sha256"), ("9a", "p384", "sha384")] {
+        let pem = f.keygen(slot, alg, "once", "never");
+        let sig = f.path(&format!("{slot}.sig"));
+        let r = run(
+            &[
+                "sign",
+                "--token",
+                &f.token,
+                "--slot",
+                slot,
+                "--hash",
+                hash,
+                "--in",
+                message.to_str().unwrap(),
+                "-o",
+                sig.to_str().unwrap(),
+            ],
+            &[("SIGNER_PIN", "123456")],
+            None,
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            openssl_verifies(hash, &pem, &sig, &message),
+            "openssl rejects the {alg} signature"
+        );
+        // The check can fail: another message does not verify.
+        let other = f.path("other.txt");
+        std::fs::write(&other, b"something else\n").unwrap();
+        assert!(!openssl_verifies(hash, &pem, &sig, &other));
+    }
+}
+
+#[test]
+fn sign_reads_stdin_writes_stdout_and_defaults_the_hash() {
+    let f = fixture();
+    f.init(&[]);
+    let pem = f.keygen("9d", "p384", "never", "never");
+    let r = run(
+        &["sign", "--token", &f.token, "--slot", "9d"],
+        &[],
+        Some(b"from stdin"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout[0], 0x30, "DER signature on stdout");
+    let sig = f.path("sig");
+    let message = f.path("m");
+    std::fs::write(&sig, &r.stdout).unwrap();
+    std::fs::write(&message, b"from stdin").unwrap();
+    assert!(
+        openssl_verifies("sha384", &pem, &sig, &message),
+        "p384 defaults to sha384"
+    );
+}
+
+#[test]
+fn pubkey_and_key_id() {
+    let f = fixture();
+    f.init(&[]);
+    let pem = f.keygen("9e", "p256", "default", "default");
+    let r = ok(&["pubkey", "--token", &f.token, "--slot", "9e"], &[]);
+    assert_eq!(r.stdout, std::fs::read(&pem).unwrap());
+    assert!(r.stderr.contains("PIN policy never"), "{}", r.stderr);
+    let id = ok(
+        &["pubkey", "--token", &f.token, "--slot", "9e", "--key-id"],
+        &[],
+    );
+    let id = String::from_utf8(id.stdout).unwrap();
+    // Independently: SHA-256 of the DER openssl extracts from the PEM.
+    let der = openssl(&[
+        "pkey",
+        "-pubin",
+        "-in",
+        pem.to_str().unwrap(),
+        "-outform",
+        "DER",
+    ]);
+    assert!(der.status.success());
+    assert_eq!(id.trim(), hex::encode(sha2::Sha256::digest(&der.stdout)));
+}
+
+#[test]
+fn touch_prompt_and_denied_touch() {
+    let f = fixture();
+    f.init(&[]);
+    f.keygen("9c", "p256", "never", "always");
+    let r = run(
+        &["sign", "--token", &f.token, "--slot", "9c"],
+        &[],
+        Some(b"m"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("Touch your YubiKey now"), "{}", r.stderr);
+    let r = run(
+        &["sign", "--token", &f.token, "--slot", "9c"],
+        &[("SIGNER_EMULATED_TOUCH", "deny")],
+        Some(b"m"),
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("Touch your YubiKey now"), "{}", r.stderr);
+    assert!(r.stderr.contains("touch was denied"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "no signature on a denied touch");
+}
+
+#[test]
+fn pin_errors_exit_1_and_spend_one_try_each() {
+    let f = fixture();
+    f.init(&[]);
+    f.keygen("9c", "p256", "always", "never");
+    // No PIN source at all (stdin is not a terminal).
+    let r = run(
+        &["sign", "--token", &f.token, "--slot", "9c"],
+        &[],
+        Some(b"m"),
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("needs the PIN"), "{}", r.stderr);
+    for left in [2, 1] {
+        let r = run(
+            &["sign", "--token", &f.token, "--slot", "9c"],
+            &[("SIGNER_PIN", "999999")],
+            Some(b"m"),
+        );
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("wrong PIN: {left} tries left")),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty());
+    }
+    // A PIN file with the right PIN works (and the counter was not blocked).
+    let pin = f.path("pin");
+    std::fs::write(&pin, "123456\n").unwrap();
+    let r = run(
+        &[
+            "sign",
+            "--token",
+            &f.token,
+            "--slot",
+            "9c",
+            "--pin-file",
+            pin.to_str().unwrap(),
+        ],
+        &[],
+        Some(b"m"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // An invalid PIN never reaches the token.
+    let r = run(
+        &["sign", "--token", &f.token, "--slot", "9c"],
+        &[("SIGNER_PIN", "12")],
+        Some(b"m"),
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("invalid PIN"), "{}", r.stderr);
+}
+
+#[test]
+fn management_key_sources() {
+    let f = fixture();
+    f.init(&["--mgmt-key-alg", "tdes"]);
+    let base = [
+        "keygen", "--token", &f.token, "--slot", "9a", "--alg", "p256",
+    ];
+    // Default key: works, with a loud warning.
+    let r = ok(&base, &[]);
+    assert!(r.stderr.contains("FACTORY DEFAULT"), "{}", r.stderr);
+    // Wrong key from the environment.
+    let wrong = "00112233445566778899aabbccddeeff0011223344556677";
+    let r = run(&base, &[("SIGNER_MGMT_KEY", wrong)], None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("wrong management key"), "{}", r.stderr);
+    assert!(!r.stderr.contains(wrong), "the key must not be echoed");
+    // Malformed key.
+    let r = run(&base, &[("SIGNER_MGMT_KEY", "xyz")], None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("invalid management key"), "{}", r.stderr);
+    // The right key from a file (the default, so still a warning).
+    let file = f.path("mgmt");
+    std::fs::write(&file, "010203040506070801020304050607080102030405060708\n").unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--mgmt-key-file", file.to_str().unwrap()]);
+    let r = ok(&args, &[]);
+    assert!(r.stderr.contains("factory default"), "{}", r.stderr);
+    // Forcing the wrong algorithm fails.
+    args.extend(["--mgmt-key-alg", "aes192"]);
+    let r = run(&args, &[], None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let f = fixture();
+    for args in [
+        vec!["keygen", "--slot", "9c"],
+        vec!["keygen", "--token", "foo", "--slot", "9c"],
+        vec!["keygen", "--token", "emulated:", "--slot", "9c"],
+        vec!["keygen", "--token", &f.token, "--slot", "9b"],
+        vec![
+            "keygen", "--token", &f.token, "--slot", "9c", "--alg", "p521",
+        ],
+        vec![
+            "keygen", "--token", &f.token, "--slot", "9c", "--alg", "ed25519",
+        ],
+        vec!["keygen", "--token", &f.token, "--slot", "f9"],
+        vec![
+            "keygen",
+            "--token",
+            &f.token,
+            "--slot",
+            "9c",
+            "--touch-policy",
+            "sometimes",
+        ],
+        vec!["sign", "--token", &f.token, "--slot", "9c", "--hash", "md5"],
+        vec!["emulated", "init"],
+        vec![
+            "emulated",
+            "init",
+            "--state",
+            "x",
+            "--mgmt-key-alg",
+            "rot13",
+        ],
+        vec!["emulated", "init", "--state", "x", "--firmware", "5.7"],
+        vec!["frobnicate"],
+    ] {
+        let r = run(&args, &[], None);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+    }
+    assert!(!f.state.exists(), "no usage error creates a token");
+}
+
+#[test]
+fn token_errors_exit_1() {
+    let f = fixture();
+    // No such token.
+    let r = run(&["pubkey", "--token", &f.token, "--slot", "9c"], &[], None);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("emulated init"), "{}", r.stderr);
+    // Hardware backend not built yet.
+    let r = run(
+        &["pubkey", "--token", "yubikey:123", "--slot", "9c"],
+        &[],
+        None,
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not built yet"), "{}", r.stderr);
+    f.init(&[]);
+    // init refuses to overwrite.
+    let r = run(
+        &["emulated", "init", "--state", f.state.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+    // Empty slot.
+    let r = run(&["pubkey", "--token", &f.token, "--slot", "9c"], &[], None);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no key in slot 9c"), "{}", r.stderr);
+    // Unreadable input.
+    f.keygen("9c", "p256", "never", "never");
+    let r = run(
+        &[
+            "sign",
+            "--token",
+            &f.token,
+            "--slot",
+            "9c",
+            "--in",
+            "/nonexistent/file",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("/nonexistent/file"), "{}", r.stderr);
+}
+
+#[test]
+fn a_token_in_use_by_another_process_is_refused() {
+    let f = fixture();
+    f.init(&[]);
+    f.keygen("9c", "p256", "never", "never");
+    let held = signer_lib::emulator::EmulatedToken::open(
+        &f.state,
+        signer_lib::emulator::TouchMode::Approve.source(),
+    )
+    .unwrap();
+    let r = run(&["pubkey", "--token", &f.token, "--slot", "9c"], &[], None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("in use by another process"),
+        "{}",
+        r.stderr
+    );
+    drop(held);
+    ok(&["pubkey", "--token", &f.token, "--slot", "9c"], &[]);
+}
+
+#[test]
+fn a_corrupt_state_file_is_reported_and_left_alone() {
+    let f = fixture();
+    f.init(&[]);
+    let mut bytes = std::fs::read(&f.state).unwrap();
+    let n = bytes.len();
+    bytes.truncate(n - 7);
+    std::fs::write(&f.state, &bytes).unwrap();
+    let r = run(&["pubkey", "--token", &f.token, "--slot", "9c"], &[], None);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&f.state).unwrap(), bytes);
+}

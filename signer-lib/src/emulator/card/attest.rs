@@ -1,0 +1,366 @@
+//! Attestation material of the emulated card: the emulated root, the f9
+//! device key and certificate, and slot attestation certificates carrying
+//! Yubico's extensions.
+//!
+//! The certificate issuance below (module `issue`) mirrors the API of
+//! `crate::attestation::issue` (being written separately); once that lands,
+//! this module calls it instead and `issue` goes away.
+
+use std::time::Duration;
+
+use crate::emulator::card::state::{CardState, SlotKey};
+use crate::emulator::soft_key::SoftKey;
+use crate::error::{Error, Result};
+use crate::model::{Algorithm, FirmwareVersion, KeyOrigin, PinPolicy, SlotId, TouchPolicy};
+use crate::piv::object;
+
+/// Algorithm of the emulated root key (discarded after init, as Yubico's
+/// root never sits on a device).
+const ROOT_ALGORITHM: Algorithm = Algorithm::EccP384;
+/// Algorithm of the f9 device attestation key.
+const DEVICE_ALGORITHM: Algorithm = Algorithm::EccP256;
+
+/// What a slot attestation says about the device and the key.
+#[derive(Clone, Copy, Debug)]
+struct AttestationInfo {
+    serial: u32,
+    firmware: FirmwareVersion,
+    pin_policy: PinPolicy,
+    touch_policy: TouchPolicy,
+    /// Form factor byte (0x01: USB-A keychain).
+    form_factor: u8,
+}
+
+/// Give a factory-fresh card its attestation root and f9 key + certificate.
+pub(crate) fn install_attestation(state: &mut CardState) -> Result<()> {
+    let root_key = SoftKey::generate(ROOT_ALGORITHM)?;
+    let root_cert = issue::root_ca_certificate(
+        &root_key,
+        &format!(
+            "Emulated YubiKey PIV Attestation Root {} (NOT FOR PRODUCTION)",
+            state.serial
+        ),
+    )?;
+    let device_key = SoftKey::generate(DEVICE_ALGORITHM)?;
+    let device_cert = issue::device_certificate(
+        &root_key,
+        &root_cert,
+        &device_key.public_key()?,
+        "Emulated Yubico PIV Attestation",
+    )?;
+    drop(root_key);
+    let f9 = SlotKey::new(
+        device_key,
+        PinPolicy::Never,
+        TouchPolicy::Never,
+        KeyOrigin::Imported,
+    )?;
+    state.keys.insert(SlotId::Attestation, f9);
+    let contents = super::certificate_object_contents(&device_cert)?;
+    state.objects.0.insert(
+        object::ATTESTATION,
+        super::state::SecretBytes::new(&contents),
+    );
+    state.attestation_root = Some(root_cert);
+    Ok(())
+}
+
+/// Issue the attestation certificate for the (generated) key in `slot`.
+pub(crate) fn issue(state: &CardState, slot: SlotId) -> Result<Vec<u8>> {
+    let key = state.keys.get(&slot).ok_or(Error::KeyNotFound { slot })?;
+    let device_key = state
+        .keys
+        .get(&SlotId::Attestation)
+        .ok_or(Error::KeyNotFound {
+            slot: SlotId::Attestation,
+        })?;
+    let device_cert = state
+        .objects
+        .0
+        .get(&object::ATTESTATION)
+        .ok_or(Error::CertificateNotFound {
+            slot: SlotId::Attestation,
+        })
+        .and_then(|c| super::certificate_from_object(c.as_bytes()))?;
+    issue::slot_attestation_certificate(
+        &device_key.key,
+        &device_cert,
+        slot,
+        &key.public_key,
+        &AttestationInfo {
+            serial: state.serial,
+            firmware: state.firmware,
+            pin_policy: key.pin_policy,
+            touch_policy: key.touch_policy,
+            form_factor: 0x01,
+        },
+    )
+}
+
+/// Ten years, like the validity Yubico gives its device certificates (and
+/// enough for any CI run).
+const VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+mod issue {
+    use std::str::FromStr;
+
+    use der::asn1::{ObjectIdentifier, OctetString, Uint};
+    use der::{Decode, Encode};
+    use spki::SubjectPublicKeyInfoOwned;
+    use x509_cert::builder::profile::BuilderProfile;
+    use x509_cert::builder::{Builder, CertificateBuilder};
+    use x509_cert::certificate::TbsCertificate;
+    use x509_cert::ext::Extension;
+    use x509_cert::ext::pkix::BasicConstraints;
+    use x509_cert::name::Name;
+    use x509_cert::serial_number::SerialNumber;
+    use x509_cert::time::Validity;
+
+    use super::{AttestationInfo, VALIDITY};
+    use crate::emulator::soft_key::{SoftKey, random_bytes};
+    use crate::error::{Error, Result};
+    use crate::model::{PublicKey, SlotId};
+
+    const OID_FIRMWARE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.3");
+    const OID_SERIAL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.7");
+    const OID_POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.8");
+    const OID_FORM_FACTOR: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.9");
+    const OID_BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
+
+    fn cert_error(e: impl std::fmt::Display) -> Error {
+        Error::Certificate {
+            reason: e.to_string(),
+        }
+    }
+
+    /// Fixed issuer and subject; CA certificates get basicConstraints.
+    struct Profile {
+        issuer: Name,
+        subject: Name,
+        ca: bool,
+    }
+
+    impl BuilderProfile for Profile {
+        fn get_issuer(&self, _subject: &Name) -> Name {
+            self.issuer.clone()
+        }
+
+        fn get_subject(&self) -> Name {
+            self.subject.clone()
+        }
+
+        fn build_extensions(
+            &self,
+            _spk: spki::SubjectPublicKeyInfoRef<'_>,
+            _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
+            _tbs: &TbsCertificate,
+        ) -> x509_cert::builder::Result<Vec<Extension>> {
+            if !self.ca {
+                return Ok(Vec::new());
+            }
+            let value = BasicConstraints {
+                ca: true,
+                path_len_constraint: None,
+            }
+            .to_der()?;
+            Ok(vec![Extension {
+                extn_id: OID_BASIC_CONSTRAINTS,
+                critical: true,
+                extn_value: OctetString::new(value)?,
+            }])
+        }
+    }
+
+    fn name(cn: &str) -> Result<Name> {
+        let escaped: String = cn
+            .chars()
+            .flat_map(|c| {
+                let escape = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=');
+                escape.then_some('\\').into_iter().chain(std::iter::once(c))
+            })
+            .collect();
+        Name::from_str(&format!("CN={escaped}")).map_err(cert_error)
+    }
+
+    fn serial_number() -> Result<SerialNumber> {
+        let mut bytes = [0u8; 16];
+        random_bytes(&mut bytes)?;
+        bytes[0] &= 0x7f;
+        bytes[0] |= 0x01;
+        SerialNumber::new(&bytes).map_err(cert_error)
+    }
+
+    /// From a day ago (tolerates clock skew between machines) for VALIDITY.
+    fn validity() -> Result<Validity> {
+        let now = std::time::SystemTime::now();
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let not_before = x509_cert::time::Time::try_from(now - day).map_err(cert_error)?;
+        let not_after = x509_cert::time::Time::try_from(now + VALIDITY).map_err(cert_error)?;
+        Ok(Validity::new(not_before, not_after))
+    }
+
+    fn spki(key: &PublicKey) -> Result<SubjectPublicKeyInfoOwned> {
+        SubjectPublicKeyInfoOwned::from_der(&key.spki_der).map_err(cert_error)
+    }
+
+    fn subject_of(cert_der: &[u8]) -> Result<(Name, Validity)> {
+        let cert = x509_cert::Certificate::from_der(cert_der).map_err(cert_error)?;
+        Ok((
+            cert.tbs_certificate().subject().clone(),
+            *cert.tbs_certificate().validity(),
+        ))
+    }
+
+    fn sign(builder: CertificateBuilder<Profile>, issuer: &SoftKey) -> Result<Vec<u8>> {
+        let cert = match issuer {
+            SoftKey::P256(k) => builder.build::<_, p256::ecdsa::DerSignature>(k),
+            SoftKey::P384(k) => builder.build::<_, p384::ecdsa::DerSignature>(k),
+        }
+        .map_err(cert_error)?;
+        cert.to_der().map_err(cert_error)
+    }
+
+    /// A self-signed CA certificate.
+    pub(super) fn root_ca_certificate(key: &SoftKey, subject_cn: &str) -> Result<Vec<u8>> {
+        let subject = name(subject_cn)?;
+        let builder = CertificateBuilder::new(
+            Profile {
+                issuer: subject.clone(),
+                subject,
+                ca: true,
+            },
+            serial_number()?,
+            validity()?,
+            spki(&key.public_key()?)?,
+        )
+        .map_err(cert_error)?;
+        sign(builder, key)
+    }
+
+    /// The f9 device certificate, a CA signed by the root.
+    pub(super) fn device_certificate(
+        issuer: &SoftKey,
+        issuer_cert_der: &[u8],
+        device: &PublicKey,
+        subject_cn: &str,
+    ) -> Result<Vec<u8>> {
+        let (issuer_name, validity) = subject_of(issuer_cert_der)?;
+        let builder = CertificateBuilder::new(
+            Profile {
+                issuer: issuer_name,
+                subject: name(subject_cn)?,
+                ca: true,
+            },
+            serial_number()?,
+            validity,
+            spki(device)?,
+        )
+        .map_err(cert_error)?;
+        sign(builder, issuer)
+    }
+
+    /// A slot attestation certificate, signed by the f9 key, with Yubico's
+    /// extensions; validity copied from the device certificate, as Yubico does.
+    pub(super) fn slot_attestation_certificate(
+        device_key: &SoftKey,
+        device_cert_der: &[u8],
+        slot: SlotId,
+        attested: &PublicKey,
+        info: &AttestationInfo,
+    ) -> Result<Vec<u8>> {
+        let (issuer_name, validity) = subject_of(device_cert_der)?;
+        let mut builder = CertificateBuilder::new(
+            Profile {
+                issuer: issuer_name,
+                subject: name(&format!("YubiKey PIV Attestation {slot}"))?,
+                ca: false,
+            },
+            serial_number()?,
+            validity,
+            spki(attested)?,
+        )
+        .map_err(cert_error)?;
+        // A positive DER INTEGER in its minimal encoding.
+        let serial = Uint::new(&info.serial.to_be_bytes())
+            .and_then(|i| i.to_der())
+            .map_err(cert_error)?;
+        for (oid, value) in [
+            (OID_FIRMWARE, info.firmware.to_bytes().to_vec()),
+            (OID_SERIAL, serial),
+            (
+                OID_POLICY,
+                vec![info.pin_policy.to_byte(), info.touch_policy.to_byte()],
+            ),
+            (OID_FORM_FACTOR, vec![info.form_factor]),
+        ] {
+            builder
+                .add_extension(Extension {
+                    extn_id: oid,
+                    critical: false,
+                    extn_value: OctetString::new(value).map_err(cert_error)?,
+                })
+                .map_err(cert_error)?;
+        }
+        sign(builder, device_key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::card::state::{DEFAULT_FIRMWARE, FactorySettings};
+    use crate::secret::ManagementKeyAlgorithm;
+
+    #[test]
+    fn serial_extension_is_a_minimal_der_integer() {
+        for serial in [
+            1u32,
+            0x7f,
+            0x80,
+            0xff,
+            7_654_321,
+            10_000_000,
+            99_999_999,
+            u32::MAX,
+        ] {
+            let mut state = CardState::factory(&FactorySettings {
+                serial,
+                firmware: DEFAULT_FIRMWARE,
+                management_key_algorithm: ManagementKeyAlgorithm::Aes192,
+            });
+            install_attestation(&mut state).unwrap();
+            let key = SoftKey::generate(Algorithm::EccP256).unwrap();
+            let slot_key = SlotKey::new(
+                key,
+                PinPolicy::Once,
+                TouchPolicy::Never,
+                KeyOrigin::Generated,
+            )
+            .unwrap();
+            state.keys.insert(SlotId::Signature, slot_key);
+            let der = issue(&state, SlotId::Signature).unwrap();
+            let ext = decode_serial(&der);
+            assert_eq!(ext, serial, "serial {serial}");
+        }
+    }
+
+    /// Decode the serial extension with `der`'s strict INTEGER decoder.
+    fn decode_serial(cert_der: &[u8]) -> u32 {
+        use der::Decode;
+        let cert = x509_cert::Certificate::from_der(cert_der).unwrap();
+        let value = cert
+            .tbs_certificate()
+            .extensions()
+            .unwrap()
+            .iter()
+            .find(|e| e.extn_id.to_string() == "1.3.6.1.4.1.41482.3.7")
+            .unwrap()
+            .extn_value
+            .as_bytes()
+            .to_vec();
+        let int = der::asn1::Uint::from_der(&value).unwrap();
+        int.as_bytes()
+            .iter()
+            .fold(0u32, |acc, &b| (acc << 8) | u32::from(b))
+    }
+}

@@ -1,0 +1,979 @@
+//! The emulated YubiKey PIV applet as pure logic: no file I/O, no APDU bytes.
+//!
+//! [`Card`] holds the persistent [`CardState`] (what a YubiKey keeps in its
+//! EEPROM) and the volatile session state (what it forgets on power-off):
+//! PIN verified, "the previous command was a successful VERIFY" (for PIN
+//! policy `always`), management key authenticated, a pending management-key
+//! challenge, and the time of the last touch (for touch policy `cached`).
+//!
+//! Every public method whose doc says **command** is one command to the card,
+//! exactly as one APDU is to a YubiKey: it is counted, and it voids a
+//! preceding VERIFY for keys with PIN policy `always` (only a signature that
+//! immediately follows the VERIFY may use it). An APDU front end maps each
+//! PIV/YubiKey instruction onto one such method and never re-implements a
+//! security rule; instructions that have no typed operation here (SELECT of
+//! the PIV applet, GET RESPONSE of a long answer is *not* one: it continues
+//! the previous command) call [`Card::note_command`].
+//!
+//! Methods that change [`CardState`] set a dirty flag; whoever owns the
+//! storage must persist the state (see [`Card::is_dirty`]) *before* it hands
+//! the result to the caller, so that a wrong-PIN decrement survives a crash as
+//! it would in a card's EEPROM. [`crate::emulator::EmulatedToken`] does so.
+
+mod attest;
+pub(crate) mod mgmt;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::emulator::soft_key::{SoftKey, random_bytes};
+use crate::emulator::touch::{TouchOutcome, TouchSource, TouchTiming};
+use crate::error::{Error, Result};
+use crate::model::{
+    Algorithm, FirmwareVersion, KeyOrigin, PinPolicy, PublicKey, SlotId, TouchPolicy,
+};
+use crate::piv::{MAX_OBJECT_SIZE, object, tag, tlv};
+use crate::secret::{ManagementKey, ManagementKeyAlgorithm, Pin, Puk};
+use crate::token::TokenEvent;
+
+pub use state::{
+    CardState, DEFAULT_FIRMWARE, DEFAULT_RETRIES, FactorySettings, RetryCounter,
+    default_management_key_algorithm, is_writable_object,
+};
+
+/// The discovery object (7E) a YubiKey returns: the PIV AID and PIN usage
+/// policy 4000 (application PIN only).
+pub const DISCOVERY_OBJECT: [u8; 20] = [
+    0x7e, 0x12, 0x4f, 0x0b, 0xa0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00, 0x5f,
+    0x2f, 0x02, 0x40, 0x00,
+];
+
+/// The result of a VERIFY without data (the retry query).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinStatus {
+    /// The PIN is verified in this session (9000).
+    Verified,
+    /// Not verified; this many tries left (63Cx).
+    NotVerified {
+        /// Tries left.
+        retries_left: u8,
+    },
+    /// The PIN is blocked (6983).
+    Blocked,
+}
+
+/// GET METADATA for the PIN (80) or the PUK (81).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PinMetadata {
+    /// Still the factory default value.
+    pub is_default: bool,
+    /// Retries after a successful verification.
+    pub total_retries: u8,
+    /// Retries left.
+    pub remaining_retries: u8,
+}
+
+/// GET METADATA for the management key (9B).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ManagementKeyMetadata {
+    /// Algorithm.
+    pub algorithm: ManagementKeyAlgorithm,
+    /// Still the factory default value.
+    pub is_default: bool,
+    /// Touch policy (`Always` when SET MANAGEMENT KEY asked for touch).
+    pub touch_policy: TouchPolicy,
+}
+
+/// GET METADATA for a key slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyMetadata {
+    /// Algorithm.
+    pub algorithm: Algorithm,
+    /// PIN policy (resolved).
+    pub pin_policy: PinPolicy,
+    /// Touch policy (resolved).
+    pub touch_policy: TouchPolicy,
+    /// Generated on the card or imported.
+    pub origin: KeyOrigin,
+    /// The public key as a SubjectPublicKeyInfo.
+    pub public_key: PublicKey,
+    /// The uncompressed SEC1 point (tag 86 inside the 7F49 template).
+    pub ec_point: Vec<u8>,
+}
+
+/// A management-key authentication in progress (zeroized).
+#[derive(Zeroize)]
+enum PendingAuth {
+    /// The card sent `encrypted` witness; expects its plaintext back.
+    Witness { plaintext: Vec<u8> },
+    /// The card sent a plain challenge; expects it encrypted.
+    Challenge { plaintext: Vec<u8> },
+}
+
+impl Drop for PendingAuth {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+/// Volatile state, lost on power-off, reset, or selection of another applet.
+#[derive(Default)]
+struct Session {
+    pin_verified: bool,
+    /// The last command was a successful VERIFY (set by VERIFY, cleared by
+    /// every other command on entry).
+    verify_was_last: bool,
+    /// Snapshot taken at the start of the current command: the command
+    /// immediately before it was a successful VERIFY.
+    verify_immediately_before: bool,
+    mgmt_authenticated: bool,
+    pending_auth: Option<PendingAuth>,
+    /// When the last touch happened (touch policy `cached`).
+    last_touch: Option<Instant>,
+}
+
+/// What kind of command is entering (only management-key authentication
+/// cares: its second step must follow its first).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Other,
+    Verify,
+    MgmtAuthStep2,
+}
+
+/// The emulated PIV applet. See the module documentation.
+pub struct Card {
+    state: CardState,
+    session: Session,
+    touch: Arc<dyn TouchSource>,
+    timing: TouchTiming,
+    dirty: bool,
+    commands: u64,
+}
+
+impl std::fmt::Debug for Card {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Card")
+            .field("serial", &self.state.serial)
+            .field("firmware", &self.state.firmware)
+            .field("commands", &self.commands)
+            .finish_non_exhaustive()
+    }
+}
+
+fn certificate_object_contents(der: &[u8]) -> Result<Vec<u8>> {
+    let too_large = || Error::TooLarge {
+        what: "certificate",
+        size: der.len(),
+        limit: MAX_OBJECT_SIZE,
+    };
+    let mut out = Vec::with_capacity(der.len() + 12);
+    tlv::write(&mut out, tag::CERTIFICATE, der).map_err(|_| too_large())?;
+    tlv::write(&mut out, tag::CERT_INFO, &[0x00]).map_err(|_| too_large())?;
+    tlv::write(&mut out, tag::ERROR_DETECTION, &[]).map_err(|_| too_large())?;
+    if out.len() > MAX_OBJECT_SIZE {
+        return Err(too_large());
+    }
+    Ok(out)
+}
+
+/// Extract the DER certificate from a certificate object's contents
+/// (`70 cert 71 info FE lrc`). Shared with the PIV client side.
+pub fn certificate_from_object(contents: &[u8]) -> Result<Vec<u8>> {
+    let bad = |reason: &str| Error::Certificate {
+        reason: format!("certificate object: {reason}"),
+    };
+    let items = tlv::parse_all(contents).map_err(|e| bad(&e.to_string()))?;
+    let cert = items
+        .iter()
+        .find(|t| t.tag == tag::CERTIFICATE)
+        .ok_or_else(|| bad("no certificate (tag 70)"))?;
+    if let Some(info) = items.iter().find(|t| t.tag == tag::CERT_INFO) {
+        if info.value.first().is_some_and(|b| b & 0x01 != 0) {
+            return Err(bad(
+                "the certificate is gzip-compressed, which is not supported",
+            ));
+        }
+    }
+    Ok(cert.value.to_vec())
+}
+
+impl Card {
+    /// A card over `state`, with a touch source and timing.
+    pub fn new(state: CardState, touch: Arc<dyn TouchSource>, timing: TouchTiming) -> Card {
+        Card {
+            state,
+            session: Session::default(),
+            touch,
+            timing,
+            dirty: false,
+            commands: 0,
+        }
+    }
+
+    /// Make a factory-fresh card: default PIN, PUK and management key, its
+    /// own emulated attestation root, and an f9 attestation key with a device
+    /// certificate signed by that root.
+    pub fn manufacture(settings: &FactorySettings) -> Result<CardState> {
+        let mut state = CardState::factory(settings);
+        attest::install_attestation(&mut state)?;
+        Ok(state)
+    }
+
+    // ----- Plumbing (not card commands) -----------------------------------
+
+    /// The persistent state (to save it).
+    pub fn state(&self) -> &CardState {
+        &self.state
+    }
+
+    /// Whether the persistent state changed since [`Card::mark_clean`].
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// The state was persisted.
+    pub fn mark_clean(&mut self) {
+        self.dirty = false;
+    }
+
+    /// Replace the touch source.
+    pub fn set_touch_source(&mut self, touch: Arc<dyn TouchSource>) {
+        self.touch = touch;
+    }
+
+    /// Replace the touch timing.
+    pub fn set_touch_timing(&mut self, timing: TouchTiming) {
+        self.timing = timing;
+    }
+
+    /// The touch timing in force.
+    pub fn touch_timing(&self) -> TouchTiming {
+        self.timing
+    }
+
+    /// How many commands the card has processed since it was created.
+    pub fn command_count(&self) -> u64 {
+        self.commands
+    }
+
+    /// Whether the management key is authenticated in this session.
+    pub fn is_management_key_authenticated(&self) -> bool {
+        self.session.mgmt_authenticated
+    }
+
+    /// The emulated attestation root certificate (DER). Not a card command:
+    /// a real YubiKey does not hold its root either; this is the emulator's
+    /// record of the root it was manufactured under.
+    pub fn attestation_root(&self) -> Option<&[u8]> {
+        self.state.attestation_root()
+    }
+
+    /// Power-off, card reset, or selection of another applet: the session
+    /// ends (PIN and management key authentication are lost; a cached touch
+    /// survives, as the device keeps it on a timer).
+    pub fn reset_session(&mut self) {
+        let last_touch = self.session.last_touch;
+        self.session = Session {
+            last_touch,
+            ..Session::default()
+        };
+    }
+
+    /// A command with no typed operation (e.g. SELECT of the PIV applet,
+    /// GET VERSION): counts, and voids a preceding VERIFY.
+    pub fn note_command(&mut self) {
+        self.enter(Cmd::Other);
+    }
+
+    fn enter(&mut self, cmd: Cmd) {
+        self.commands = self.commands.saturating_add(1);
+        self.session.verify_immediately_before = std::mem::take(&mut self.session.verify_was_last);
+        if cmd != Cmd::MgmtAuthStep2 {
+            self.session.pending_auth = None;
+        }
+    }
+
+    fn touched_state(&mut self) {
+        self.dirty = true;
+    }
+
+    fn require_management_key(&self) -> Result<()> {
+        if self.session.mgmt_authenticated {
+            Ok(())
+        } else {
+            Err(Error::ManagementKeyRequired)
+        }
+    }
+
+    // ----- Identity ------------------------------------------------------------
+
+    /// **Command** GET SERIAL (F8).
+    pub fn serial(&mut self) -> u32 {
+        self.enter(Cmd::Other);
+        self.state.serial
+    }
+
+    /// **Command** GET VERSION (FD).
+    pub fn firmware(&mut self) -> FirmwareVersion {
+        self.enter(Cmd::Other);
+        self.state.firmware
+    }
+
+    // ----- PIN and PUK -------------------------------------------------------
+
+    /// **Command** VERIFY (20) with the PIN. A wrong PIN decrements the
+    /// counter ([`Error::WrongPin`], `retries_left` 0 on the attempt that
+    /// blocks it) and clears verification; a blocked PIN is
+    /// [`Error::PinBlocked`] without a decrement. Success restores the
+    /// counter and lets the *next* command use a key with PIN policy `always`.
+    pub fn verify_pin(&mut self, pin: &Pin) -> Result<()> {
+        self.enter(Cmd::Verify);
+        if self.state.pin_retries.is_blocked() {
+            self.session.pin_verified = false;
+            return Err(Error::PinBlocked);
+        }
+        if self.pin_matches(pin) {
+            if self.state.pin_retries.remaining != self.state.pin_retries.max {
+                self.state.pin_retries.remaining = self.state.pin_retries.max;
+                self.touched_state();
+            }
+            self.session.pin_verified = true;
+            self.session.verify_was_last = true;
+            Ok(())
+        } else {
+            self.state.pin_retries.remaining -= 1;
+            self.touched_state();
+            self.session.pin_verified = false;
+            Err(Error::WrongPin {
+                retries_left: self.state.pin_retries.remaining,
+            })
+        }
+    }
+
+    /// **Command** VERIFY (20) without data: the verification status and
+    /// retries left. Spends no try.
+    pub fn pin_status(&mut self) -> PinStatus {
+        self.enter(Cmd::Other);
+        if self.state.pin_retries.is_blocked() {
+            PinStatus::Blocked
+        } else if self.session.pin_verified {
+            PinStatus::Verified
+        } else {
+            PinStatus::NotVerified {
+                retries_left: self.state.pin_retries.remaining,
+            }
+        }
+    }
+
+    /// **Command** VERIFY (20) with P1 = FF: forget the PIN verification.
+    pub fn unverify_pin(&mut self) {
+        self.enter(Cmd::Other);
+        self.session.pin_verified = false;
+    }
+
+    fn pin_matches(&self, pin: &Pin) -> bool {
+        secret_eq(pin.as_bytes(), self.state.pin.as_bytes())
+    }
+
+    fn puk_matches(&self, puk: &Puk) -> bool {
+        secret_eq(puk.as_bytes(), self.state.puk.as_bytes())
+    }
+
+    /// **Command** CHANGE REFERENCE DATA (24) for the PIN. A wrong current
+    /// PIN costs a try, as in VERIFY.
+    pub fn change_pin(&mut self, current: &Pin, new: &Pin) -> Result<()> {
+        self.enter(Cmd::Other);
+        if self.state.pin_retries.is_blocked() {
+            return Err(Error::PinBlocked);
+        }
+        if !self.pin_matches(current) {
+            self.state.pin_retries.remaining -= 1;
+            self.session.pin_verified = false;
+            self.touched_state();
+            return Err(Error::WrongPin {
+                retries_left: self.state.pin_retries.remaining,
+            });
+        }
+        self.state.pin = state::SecretBytes::new(new.as_bytes());
+        self.state.pin_retries.remaining = self.state.pin_retries.max;
+        self.touched_state();
+        Ok(())
+    }
+
+    /// **Command** CHANGE REFERENCE DATA (24) for the PUK.
+    pub fn change_puk(&mut self, current: &Puk, new: &Puk) -> Result<()> {
+        self.enter(Cmd::Other);
+        if self.state.puk_retries.is_blocked() {
+            return Err(Error::PukBlocked);
+        }
+        if !self.puk_matches(current) {
+            self.state.puk_retries.remaining -= 1;
+            self.touched_state();
+            return Err(Error::WrongPuk {
+                retries_left: self.state.puk_retries.remaining,
+            });
+        }
+        self.state.puk = state::SecretBytes::new(new.as_bytes());
+        self.state.puk_retries.remaining = self.state.puk_retries.max;
+        self.touched_state();
+        Ok(())
+    }
+
+    /// **Command** RESET RETRY COUNTER (2C): set a new PIN with the PUK
+    /// (works whether or not the PIN is blocked). A wrong PUK costs a PUK try.
+    pub fn unblock_pin(&mut self, puk: &Puk, new_pin: &Pin) -> Result<()> {
+        self.enter(Cmd::Other);
+        if self.state.puk_retries.is_blocked() {
+            return Err(Error::PukBlocked);
+        }
+        if !self.puk_matches(puk) {
+            self.state.puk_retries.remaining -= 1;
+            self.touched_state();
+            return Err(Error::WrongPuk {
+                retries_left: self.state.puk_retries.remaining,
+            });
+        }
+        self.state.pin = state::SecretBytes::new(new_pin.as_bytes());
+        self.state.pin_retries.remaining = self.state.pin_retries.max;
+        self.state.puk_retries.remaining = self.state.puk_retries.max;
+        self.session.pin_verified = false;
+        self.touched_state();
+        Ok(())
+    }
+
+    /// **Command** SET PIN RETRIES (FA). Needs the management key and a
+    /// verified PIN; resets PIN and PUK to their factory values, as the
+    /// device does. Each count must be 1..=255.
+    pub fn set_pin_retries(&mut self, pin_tries: u8, puk_tries: u8) -> Result<()> {
+        self.enter(Cmd::Other);
+        self.require_management_key()?;
+        if !self.session.pin_verified {
+            return Err(Error::PinRequired {
+                slot: SlotId::Authentication,
+            });
+        }
+        if pin_tries == 0 || puk_tries == 0 {
+            return Err(Error::BadCommandData {
+                reason: "retry counts must be 1 to 255".into(),
+            });
+        }
+        self.state.pin = state::SecretBytes::new(Pin::DEFAULT_PIN);
+        self.state.puk = state::SecretBytes::new(Pin::DEFAULT_PUK);
+        self.state.pin_retries = RetryCounter::full(pin_tries);
+        self.state.puk_retries = RetryCounter::full(puk_tries);
+        self.touched_state();
+        Ok(())
+    }
+
+    /// **Command** GET METADATA (F7) for the PIN.
+    pub fn pin_metadata(&mut self) -> PinMetadata {
+        self.enter(Cmd::Other);
+        PinMetadata {
+            is_default: secret_eq(self.state.pin.as_bytes(), Pin::DEFAULT_PIN),
+            total_retries: self.state.pin_retries.max,
+            remaining_retries: self.state.pin_retries.remaining,
+        }
+    }
+
+    /// **Command** GET METADATA (F7) for the PUK.
+    pub fn puk_metadata(&mut self) -> PinMetadata {
+        self.enter(Cmd::Other);
+        PinMetadata {
+            is_default: secret_eq(self.state.puk.as_bytes(), Pin::DEFAULT_PUK),
+            total_retries: self.state.puk_retries.max,
+            remaining_retries: self.state.puk_retries.remaining,
+        }
+    }
+
+    // ----- Management key ------------------------------------------------------
+
+    /// **Command** GET METADATA (F7) for the management key.
+    pub fn management_key_metadata(&mut self) -> ManagementKeyMetadata {
+        self.enter(Cmd::Other);
+        ManagementKeyMetadata {
+            algorithm: self.state.management_key.algorithm,
+            is_default: secret_eq(
+                self.state.management_key.key.as_bytes(),
+                &ManagementKey::DEFAULT_BYTES,
+            ),
+            touch_policy: if self.state.management_key.touch_required {
+                TouchPolicy::Always
+            } else {
+                TouchPolicy::Never
+            },
+        }
+    }
+
+    fn stored_management_key(&self) -> Result<ManagementKey> {
+        self.state.management_key.to_key()
+    }
+
+    fn management_touch(&mut self) -> Result<()> {
+        if self.state.management_key.touch_required {
+            self.wait_for_touch(SlotId::Authentication, &mut |_| {}, false)
+                .map_err(|e| match e {
+                    Error::TouchDenied { .. } => Error::WrongManagementKey,
+                    other => other,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Authenticate with a management key the caller holds (the typed form
+    /// of the challenge-response below; one **command**). A key of the wrong
+    /// algorithm is [`Error::WrongManagementKey`], like the device.
+    pub fn authenticate_management_key(&mut self, key: &ManagementKey) -> Result<()> {
+        self.enter(Cmd::Other);
+        self.session.mgmt_authenticated = false;
+        let stored = self.stored_management_key()?;
+        if !stored.ct_eq(key) {
+            return Err(Error::WrongManagementKey);
+        }
+        self.management_touch()?;
+        self.session.mgmt_authenticated = true;
+        Ok(())
+    }
+
+    fn check_management_algorithm(&self, algorithm: ManagementKeyAlgorithm) -> Result<()> {
+        if algorithm == self.state.management_key.algorithm {
+            Ok(())
+        } else {
+            Err(Error::WrongManagementKey)
+        }
+    }
+
+    fn random_block(&self) -> Result<Vec<u8>> {
+        let mut block = vec![0u8; self.state.management_key.algorithm.block_len()];
+        random_bytes(&mut block)?;
+        Ok(block)
+    }
+
+    /// **Command** GENERAL AUTHENTICATE (87) with key 9B, step 1 of mutual
+    /// authentication (request `7C 02 80 00`): returns the *encrypted*
+    /// witness (tag 80 of the answer). An algorithm other than the card's is
+    /// [`Error::WrongManagementKey`] (a front end should answer 6A86; check
+    /// [`Card::management_key_metadata`] first).
+    pub fn management_witness(&mut self, algorithm: ManagementKeyAlgorithm) -> Result<Vec<u8>> {
+        self.enter(Cmd::Other);
+        self.session.mgmt_authenticated = false;
+        self.check_management_algorithm(algorithm)?;
+        let plaintext = self.random_block()?;
+        let encrypted = mgmt::crypt_block(&self.stored_management_key()?, &plaintext, true)?;
+        self.session.pending_auth = Some(PendingAuth::Witness { plaintext });
+        Ok(encrypted)
+    }
+
+    /// **Command** GENERAL AUTHENTICATE (87) with key 9B, step 2 of mutual
+    /// authentication (`7C 80 witness 81 challenge`): checks the decrypted
+    /// witness and returns the client's challenge encrypted (tag 82). Must
+    /// directly follow [`Card::management_witness`].
+    pub fn management_mutual_response(
+        &mut self,
+        algorithm: ManagementKeyAlgorithm,
+        decrypted_witness: &[u8],
+        challenge: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.enter(Cmd::MgmtAuthStep2);
+        self.check_management_algorithm(algorithm)?;
+        let pending = self.session.pending_auth.take();
+        let expected = match &pending {
+            Some(PendingAuth::Witness { plaintext }) => Zeroizing::new(plaintext.clone()),
+            _ => {
+                return Err(Error::BadCommandData {
+                    reason: "no management key witness outstanding".into(),
+                });
+            }
+        };
+        if !secret_eq(decrypted_witness, &expected) {
+            return Err(Error::WrongManagementKey);
+        }
+        let key = self.stored_management_key()?;
+        let response = mgmt::crypt_block(&key, challenge, true)?;
+        self.management_touch()?;
+        self.session.mgmt_authenticated = true;
+        Ok(response)
+    }
+
+    /// **Command** GENERAL AUTHENTICATE (87) with key 9B, step 1 of
+    /// one-way challenge-response (`7C 02 81 00`): returns a plain challenge
+    /// (tag 81).
+    pub fn management_challenge(&mut self, algorithm: ManagementKeyAlgorithm) -> Result<Vec<u8>> {
+        self.enter(Cmd::Other);
+        self.session.mgmt_authenticated = false;
+        self.check_management_algorithm(algorithm)?;
+        let plaintext = self.random_block()?;
+        self.session.pending_auth = Some(PendingAuth::Challenge {
+            plaintext: plaintext.clone(),
+        });
+        Ok(plaintext)
+    }
+
+    /// **Command** GENERAL AUTHENTICATE (87) with key 9B, step 2 of one-way
+    /// challenge-response (`7C 82 response`): the challenge encrypted with
+    /// the management key. Must directly follow [`Card::management_challenge`].
+    pub fn management_challenge_response(
+        &mut self,
+        algorithm: ManagementKeyAlgorithm,
+        response: &[u8],
+    ) -> Result<()> {
+        self.enter(Cmd::MgmtAuthStep2);
+        self.check_management_algorithm(algorithm)?;
+        let pending = self.session.pending_auth.take();
+        let challenge = match &pending {
+            Some(PendingAuth::Challenge { plaintext }) => Zeroizing::new(plaintext.clone()),
+            _ => {
+                return Err(Error::BadCommandData {
+                    reason: "no management key challenge outstanding".into(),
+                });
+            }
+        };
+        let expected = mgmt::encrypt(&self.stored_management_key()?, &challenge)?;
+        if !secret_eq(response, &expected) {
+            return Err(Error::WrongManagementKey);
+        }
+        self.management_touch()?;
+        self.session.mgmt_authenticated = true;
+        Ok(())
+    }
+
+    /// **Command** SET MANAGEMENT KEY (FF). Needs the management key. The
+    /// algorithm may change (e.g. 3DES to AES-192), as on firmware 5.4+.
+    pub fn set_management_key(&mut self, key: &ManagementKey, require_touch: bool) -> Result<()> {
+        self.enter(Cmd::Other);
+        self.require_management_key()?;
+        self.state.management_key = state::StoredManagementKey {
+            algorithm: key.algorithm(),
+            key: state::SecretBytes::new(key.as_bytes()),
+            touch_required: require_touch,
+        };
+        self.touched_state();
+        Ok(())
+    }
+
+    // ----- Keys ----------------------------------------------------------------
+
+    fn check_key_slot(slot: SlotId, operation: &'static str) -> Result<()> {
+        if slot == SlotId::Attestation {
+            return Err(Error::SlotNotAllowed { slot, operation });
+        }
+        Ok(())
+    }
+
+    fn check_implemented(algorithm: Algorithm) -> Result<()> {
+        if algorithm.is_implemented() {
+            Ok(())
+        } else {
+            Err(Error::UnsupportedAlgorithm {
+                algorithm: algorithm.to_string(),
+            })
+        }
+    }
+
+    /// **Command** GENERATE ASYMMETRIC KEY PAIR (47) with the YubiKey policy
+    /// tags AA and AB. Needs the management key. Not into f9. `Default`
+    /// policies are resolved for the slot and stored resolved.
+    pub fn generate_key(
+        &mut self,
+        slot: SlotId,
+        algorithm: Algorithm,
+        pin_policy: PinPolicy,
+        touch_policy: TouchPolicy,
+    ) -> Result<KeyMetadata> {
+        self.enter(Cmd::Other);
+        self.require_management_key()?;
+        Self::check_key_slot(slot, "generate a key")?;
+        Self::check_implemented(algorithm)?;
+        let key = SoftKey::generate(algorithm)?;
+        self.install_key(slot, key, pin_policy, touch_policy, KeyOrigin::Generated)
+    }
+
+    /// **Command** IMPORT ASYMMETRIC KEY (FE). Needs the management key.
+    /// Importing into f9 replaces the attestation key, as on the device.
+    /// Imported keys cannot be attested.
+    pub fn import_key(
+        &mut self,
+        slot: SlotId,
+        algorithm: Algorithm,
+        scalar: &[u8],
+        pin_policy: PinPolicy,
+        touch_policy: TouchPolicy,
+    ) -> Result<KeyMetadata> {
+        self.enter(Cmd::Other);
+        self.require_management_key()?;
+        Self::check_implemented(algorithm)?;
+        let key = SoftKey::from_scalar(algorithm, scalar).map_err(|_| Error::BadCommandData {
+            reason: format!("not a valid {algorithm} private key"),
+        })?;
+        self.install_key(slot, key, pin_policy, touch_policy, KeyOrigin::Imported)
+    }
+
+    fn install_key(
+        &mut self,
+        slot: SlotId,
+        key: SoftKey,
+        pin_policy: PinPolicy,
+        touch_policy: TouchPolicy,
+        origin: KeyOrigin,
+    ) -> Result<KeyMetadata> {
+        let slot_key = state::SlotKey::new(
+            key,
+            pin_policy.resolve(slot),
+            touch_policy.resolve(slot),
+            origin,
+        )?;
+        let metadata = key_metadata(&slot_key);
+        self.state.keys.insert(slot, slot_key);
+        self.touched_state();
+        Ok(metadata)
+    }
+
+    /// **Command** GET METADATA (F7) for a key slot.
+    /// [`Error::KeyNotFound`] when the slot is empty.
+    pub fn key_metadata(&mut self, slot: SlotId) -> Result<KeyMetadata> {
+        self.enter(Cmd::Other);
+        self.state
+            .keys
+            .get(&slot)
+            .map(key_metadata)
+            .ok_or(Error::KeyNotFound { slot })
+    }
+
+    /// **Command** GENERAL AUTHENTICATE (87) signing with a slot key.
+    /// `input` is the field-length integer the card signs (see
+    /// [`crate::model::ecdsa_card_input`]); any other length is
+    /// [`Error::BadCommandData`]. Checks, in the device's order: slot, key,
+    /// input, PIN policy, touch policy. When a touch is needed and not
+    /// cached, `events` gets [`TokenEvent::TouchRequired`] before the card
+    /// blocks on its touch source.
+    pub fn sign(
+        &mut self,
+        slot: SlotId,
+        input: &[u8],
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<Vec<u8>> {
+        self.enter(Cmd::Other);
+        Self::check_key_slot(slot, "sign")?;
+        let (algorithm, pin_policy, touch_policy) = {
+            let key = self
+                .state
+                .keys
+                .get(&slot)
+                .ok_or(Error::KeyNotFound { slot })?;
+            (key.key.algorithm(), key.pin_policy, key.touch_policy)
+        };
+        let field = algorithm
+            .ecdsa_field_len()
+            .ok_or_else(|| Error::UnsupportedAlgorithm {
+                algorithm: algorithm.to_string(),
+            })?;
+        if input.len() != field {
+            return Err(Error::BadCommandData {
+                reason: format!(
+                    "{algorithm} signs a {field}-byte input, got {} bytes",
+                    input.len()
+                ),
+            });
+        }
+        let pin_ok = match pin_policy {
+            PinPolicy::Never => true,
+            PinPolicy::Once | PinPolicy::Default => self.session.pin_verified,
+            PinPolicy::Always => {
+                self.session.pin_verified && self.session.verify_immediately_before
+            }
+        };
+        if !pin_ok {
+            return Err(Error::PinRequired { slot });
+        }
+        match touch_policy {
+            TouchPolicy::Always => self.wait_for_touch(slot, events, true)?,
+            TouchPolicy::Cached => {
+                let fresh = self
+                    .session
+                    .last_touch
+                    .is_some_and(|t| t.elapsed() < self.timing.cache);
+                if !fresh {
+                    self.wait_for_touch(slot, events, true)?;
+                }
+            }
+            TouchPolicy::Never | TouchPolicy::Default => {}
+        }
+        let key = self
+            .state
+            .keys
+            .get(&slot)
+            .ok_or(Error::KeyNotFound { slot })?;
+        key.key.sign_prehash(input)
+    }
+
+    fn wait_for_touch(
+        &mut self,
+        slot: SlotId,
+        events: &mut dyn FnMut(TokenEvent),
+        report: bool,
+    ) -> Result<()> {
+        let timeout = self.timing.timeout;
+        self.touch.arm(slot);
+        if report {
+            events(TokenEvent::TouchRequired { slot, timeout });
+        }
+        let started = Instant::now();
+        match self.touch.wait(slot, timeout) {
+            TouchOutcome::Touched => {
+                self.session.last_touch = Some(Instant::now());
+                Ok(())
+            }
+            TouchOutcome::Denied => Err(Error::TouchDenied { slot }),
+            TouchOutcome::TimedOut => Err(Error::TouchTimeout {
+                waited: started.elapsed(),
+            }),
+        }
+    }
+
+    /// **Command** ATTEST (F9): an X.509 certificate for the key in `slot`,
+    /// signed by the f9 attestation key, with Yubico's extensions. Only keys
+    /// generated on the card ([`Error::NotAttestable`] otherwise); not f9
+    /// itself.
+    pub fn attest(&mut self, slot: SlotId) -> Result<Vec<u8>> {
+        self.enter(Cmd::Other);
+        Self::check_key_slot(slot, "attest")?;
+        let key = self
+            .state
+            .keys
+            .get(&slot)
+            .ok_or(Error::KeyNotFound { slot })?;
+        if key.origin != KeyOrigin::Generated {
+            return Err(Error::NotAttestable { slot });
+        }
+        attest::issue(&self.state, slot)
+    }
+
+    // ----- Data objects ------------------------------------------------------
+
+    /// **Command** GET DATA (CB): the contents of tag 53 of `object`. The
+    /// discovery object (7E) is built in; PRINTED (5FC109) needs a verified
+    /// PIN, as on the device. [`Error::DataObjectNotFound`] when absent.
+    pub fn get_object(&mut self, object_id: u32) -> Result<Vec<u8>> {
+        self.enter(Cmd::Other);
+        if object_id == object::DISCOVERY {
+            return Ok(DISCOVERY_OBJECT.to_vec());
+        }
+        if !is_writable_object(object_id) {
+            return Err(Error::InvalidDataObject { object: object_id });
+        }
+        if object_id == object::PRINTED && !self.session.pin_verified {
+            return Err(Error::PinRequired {
+                slot: SlotId::Authentication,
+            });
+        }
+        self.state
+            .objects
+            .0
+            .get(&object_id)
+            .map(|c| c.as_bytes().to_vec())
+            .ok_or(Error::DataObjectNotFound { object: object_id })
+    }
+
+    /// **Command** PUT DATA (DB): store `contents` (the value of tag 53) as
+    /// `object`; empty contents delete it. Needs the management key.
+    pub fn put_object(&mut self, object_id: u32, contents: &[u8]) -> Result<()> {
+        self.enter(Cmd::Other);
+        self.require_management_key()?;
+        self.store_object(object_id, contents)
+    }
+
+    fn store_object(&mut self, object_id: u32, contents: &[u8]) -> Result<()> {
+        if !is_writable_object(object_id) {
+            return Err(Error::InvalidDataObject { object: object_id });
+        }
+        if contents.len() > MAX_OBJECT_SIZE {
+            return Err(Error::TooLarge {
+                what: "data object",
+                size: contents.len(),
+                limit: MAX_OBJECT_SIZE,
+            });
+        }
+        if contents.is_empty() {
+            self.state.objects.0.remove(&object_id);
+        } else {
+            self.state
+                .objects
+                .0
+                .insert(object_id, state::SecretBytes::new(contents));
+        }
+        self.touched_state();
+        Ok(())
+    }
+
+    /// **Command** PUT DATA (DB) of `slot`'s certificate object, encoded as
+    /// the device stores it (`70 cert 71 00 FE 00`). Needs the management key.
+    pub fn put_certificate(&mut self, slot: SlotId, der: &[u8]) -> Result<()> {
+        self.enter(Cmd::Other);
+        self.require_management_key()?;
+        let contents = certificate_object_contents(der)?;
+        self.store_object(slot.certificate_object(), &contents)
+    }
+
+    /// **Command** GET DATA (CB) of `slot`'s certificate object, decoded.
+    /// [`Error::CertificateNotFound`] when there is none.
+    pub fn certificate(&mut self, slot: SlotId) -> Result<Vec<u8>> {
+        self.enter(Cmd::Other);
+        let contents = self
+            .state
+            .objects
+            .0
+            .get(&slot.certificate_object())
+            .ok_or(Error::CertificateNotFound { slot })?;
+        certificate_from_object(contents.as_bytes())
+    }
+
+    // ----- Reset ---------------------------------------------------------------
+
+    /// **Command** RESET (FB): factory-reset the PIV applet. Refused
+    /// ([`Error::ResetNotAllowed`]) unless both PIN and PUK are blocked.
+    /// Keeps the f9 attestation key and certificate, like the device;
+    /// restores the management key algorithm chosen at init.
+    pub fn reset(&mut self) -> Result<()> {
+        self.enter(Cmd::Other);
+        if !(self.state.pin_retries.is_blocked() && self.state.puk_retries.is_blocked()) {
+            return Err(Error::ResetNotAllowed);
+        }
+        let factory =
+            state::StoredManagementKey::factory(self.state.factory_management_key_algorithm);
+        self.state.management_key = factory;
+        self.state.pin = state::SecretBytes::new(Pin::DEFAULT_PIN);
+        self.state.puk = state::SecretBytes::new(Pin::DEFAULT_PUK);
+        self.state.pin_retries = RetryCounter::full(DEFAULT_RETRIES);
+        self.state.puk_retries = RetryCounter::full(DEFAULT_RETRIES);
+        self.state
+            .keys
+            .retain(|slot, _| *slot == SlotId::Attestation);
+        self.state
+            .objects
+            .0
+            .retain(|id, _| *id == object::ATTESTATION);
+        self.reset_session();
+        self.touched_state();
+        Ok(())
+    }
+}
+
+fn key_metadata(key: &state::SlotKey) -> KeyMetadata {
+    KeyMetadata {
+        algorithm: key.key.algorithm(),
+        pin_policy: key.pin_policy,
+        touch_policy: key.touch_policy,
+        origin: key.origin,
+        public_key: key.public_key.clone(),
+        ec_point: key.key.ec_point(),
+    }
+}
+
+/// Constant-time comparison of secrets of possibly different lengths.
+fn secret_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}

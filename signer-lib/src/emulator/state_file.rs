@@ -1,0 +1,305 @@
+//! The emulated token's state file.
+//!
+//! > **Warning.** This file holds the token's private keys, PIN, PUK and
+//! > management key. It is protected by file permissions only (mode 0600).
+//! > An emulated token is for tests and CI; never put a production key in it.
+//!
+//! # Format
+//!
+//! ```text
+//! signer-emulated-piv-token 1 sha256:<64 hex digits of SHA-256(body)>\n
+//! <body: the card state as JSON>
+//! ```
+//!
+//! The header names the format and its version, and carries a checksum of
+//! the body so that a truncated or damaged file is detected before anything
+//! is parsed. A file of another version is refused with
+//! [`Error::UnsupportedStateVersion`]; a damaged one with
+//! [`Error::CorruptState`]. Neither is ever modified by a failed open.
+//!
+//! # Writes and locking
+//!
+//! Every write goes to a temporary file in the same directory (created
+//! exclusively, mode 0600), is flushed with `fsync`, renamed over the state
+//! file, and the directory is `fsync`ed, so the file is always either the old
+//! or the new state. A process that uses a token holds an exclusive `flock`
+//! on the sidecar `FILE.lock` (a lock on the state file itself would be lost
+//! at the first rename); a second user gets [`Error::StateLocked`].
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::emulator::card::CardState;
+use crate::emulator::soft_key::random_bytes;
+use crate::error::{Error, Result};
+
+/// The format name in the header line.
+pub const FORMAT_NAME: &str = "signer-emulated-piv-token";
+/// The format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// An open, locked state file.
+#[derive(Debug)]
+pub struct StateFile {
+    path: PathBuf,
+    /// Held for the lifetime of this value; the lock goes with the descriptor.
+    _lock: File,
+}
+
+/// The sidecar lock file of a state file: `FILE.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+fn lock(path: &Path) -> Result<File> {
+    let lock_path = lock_path(path);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| Error::io(&lock_path, e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::StateLocked {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(Error::io(&lock_path, e.into())),
+    }
+}
+
+impl StateFile {
+    /// Create a new state file holding `state`. Refuses to overwrite an
+    /// existing file ([`Error::StateExists`]).
+    pub fn create(path: &Path, state: &CardState) -> Result<StateFile> {
+        if path.as_os_str().is_empty() {
+            return Err(Error::io(
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "empty path"),
+            ));
+        }
+        let lock = lock(path)?;
+        if path.symlink_metadata().is_ok() {
+            return Err(Error::StateExists {
+                path: path.to_path_buf(),
+            });
+        }
+        let file = StateFile {
+            path: path.to_path_buf(),
+            _lock: lock,
+        };
+        file.save(state)?;
+        Ok(file)
+    }
+
+    /// Lock and read an existing state file.
+    pub fn open(path: &Path) -> Result<(StateFile, CardState)> {
+        match path.symlink_metadata() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::TokenNotFound {
+                    reason: format!(
+                        "no emulated token state at {} (create one with `signer-daemon emulated init --state {}`)",
+                        path.display(),
+                        path.display()
+                    ),
+                });
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        }
+        let lock = lock(path)?;
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+        let state = decode(path, &bytes)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                    "emulated token state file is readable by other users; it holds private keys"
+                );
+            }
+        }
+        Ok((
+            StateFile {
+                path: path.to_path_buf(),
+                _lock: lock,
+            },
+            state,
+        ))
+    }
+
+    /// The state file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Atomically replace the file's contents with `state`.
+    pub fn save(&self, state: &CardState) -> Result<()> {
+        let bytes = encode(state)?;
+        write_atomically(&self.path, &bytes)
+    }
+}
+
+/// Serialize a state into the file format (header + JSON body).
+pub fn encode(state: &CardState) -> Result<Zeroizing<Vec<u8>>> {
+    let failed = |e: serde_json::Error| Error::Protocol {
+        reason: format!("cannot serialize emulator state: {}", e.classify_name()),
+    };
+    // Measure first, then serialize into one exact allocation, so no
+    // reallocation leaves an unzeroized copy of the secrets behind.
+    let mut counter = ByteCounter(0);
+    serde_json::to_writer(&mut counter, state).map_err(failed)?;
+    let mut body = Zeroizing::new(Vec::with_capacity(counter.0));
+    serde_json::to_writer(&mut *body, state).map_err(failed)?;
+    let header = format!(
+        "{FORMAT_NAME} {FORMAT_VERSION} sha256:{}\n",
+        hex::encode(Sha256::digest(body.as_slice()))
+    );
+    let mut out = Zeroizing::new(Vec::with_capacity(header.len() + body.len()));
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Parse the file format. Errors never contain secret values.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<CardState> {
+    let corrupt = |reason: String| Error::CorruptState {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.is_empty() {
+        return Err(corrupt("the file is empty".into()));
+    }
+    let newline = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .filter(|&n| n <= 256)
+        .ok_or_else(|| corrupt("no header line (truncated, or not a state file)".into()))?;
+    let header = std::str::from_utf8(&bytes[..newline])
+        .map_err(|_| corrupt("the header line is not text".into()))?;
+    let body = &bytes[newline + 1..];
+    let mut fields = header.split(' ');
+    if fields.next() != Some(FORMAT_NAME) {
+        return Err(corrupt(format!(
+            "not an emulated token state file (the header does not start with {FORMAT_NAME:?})"
+        )));
+    }
+    let version: u32 = fields
+        .next()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| corrupt("the header has no format version".into()))?;
+    if version != FORMAT_VERSION {
+        return Err(Error::UnsupportedStateVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let checksum = fields
+        .next()
+        .and_then(|c| c.strip_prefix("sha256:"))
+        .ok_or_else(|| corrupt("the header has no sha256 checksum".into()))?;
+    if fields.next().is_some() {
+        return Err(corrupt("unexpected fields in the header".into()));
+    }
+    let actual = hex::encode(Sha256::digest(body));
+    if !checksum.eq_ignore_ascii_case(&actual) {
+        return Err(corrupt(
+            "the checksum does not match the contents (truncated or modified)".into(),
+        ));
+    }
+    let state: CardState = serde_json::from_slice(body).map_err(|e| {
+        // serde_json messages can quote values; report position and kind only.
+        corrupt(format!(
+            "invalid contents ({} error at line {} column {})",
+            e.classify_name(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    state
+        .validate()
+        .map_err(|reason| corrupt(format!("inconsistent contents: {reason}")))?;
+    Ok(state)
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "I/O",
+            serde_json::error::Category::Syntax => "syntax",
+            serde_json::error::Category::Data => "data",
+            serde_json::error::Category::Eof => "unexpected end",
+        }
+    }
+}
+
+struct ByteCounter(usize);
+
+impl Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Write `bytes` to `path` atomically: temp file in the same directory
+/// (exclusive, 0600), fsync, rename, fsync of the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| {
+            Error::io(
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
+            )
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let mut suffix = [0u8; 6];
+    random_bytes(&mut suffix)?;
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        hex::encode(suffix)
+    ));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(&dir, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
