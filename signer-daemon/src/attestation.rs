@@ -16,6 +16,9 @@ use signer_proto::v1 as pb;
 pub struct AttestationTrust {
     /// Also trust the root of emulated tokens (tests and CI only).
     pub trust_emulated_root: bool,
+    /// The served emulated tokens' roots (DER), read at start-up when
+    /// `trust_emulated_root` is set.
+    pub emulated_roots: Vec<Vec<u8>>,
     /// Additional trusted roots, PEM files.
     pub extra_roots: Vec<PathBuf>,
 }

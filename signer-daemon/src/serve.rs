@@ -18,6 +18,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use signer_lib::Error;
+use signer_lib::emulator::{OpenOptions, TouchMode};
+use signer_lib::selector::{OpenConfig, TokenSelector};
 use signer_lib::session::{PIN_ENV, PinSource};
 
 use crate::attestation::AttestationTrust;
@@ -168,12 +170,18 @@ pub fn daemon_pin_source(pin_file: Option<PathBuf>) -> PinSource {
     PinSource::None
 }
 
-/// How to open the token a selector names.
-pub fn token_opener(selector: &str) -> Result<TokenOpener, Error> {
-    Err(Error::NotSupported {
-        what: format!(
-            "token selector {selector:?}: no token backend is built into this daemon yet"
-        ),
+/// How to open the token a selector names. An emulated token takes its
+/// touch source from `SIGNER_EMULATED_TOUCH` (`approve`, the default, or `deny`).
+pub fn token_opener(selector: &str) -> Result<(TokenSelector, TokenOpener), Error> {
+    let parsed: TokenSelector = selector.parse()?;
+    let config = open_config()?;
+    let sel = parsed.clone();
+    Ok((parsed, Box::new(move || sel.open(&config))))
+}
+
+fn open_config() -> Result<OpenConfig, Error> {
+    Ok(OpenConfig {
+        emulated: OpenOptions::with_touch(TouchMode::from_env()?.source()),
     })
 }
 
@@ -288,11 +296,27 @@ pub fn serve(args: ServeArgs) -> Result<(), ServeError> {
         pin_source,
     };
     let mut workers = Vec::new();
+    let mut emulated_roots = Vec::new();
     for selector in &selectors {
-        let opener = token_opener(selector).map_err(|source| ServeError::Token {
+        let token_error = |source| ServeError::Token {
             selector: selector.clone(),
             source,
-        })?;
+        };
+        let (parsed, opener) = token_opener(selector).map_err(token_error)?;
+        if parsed.is_emulated() {
+            tracing::warn!(
+                token = %selector,
+                "serving an EMULATED token: its private keys are in a file; tests and CI only, never production keys"
+            );
+            if config.trust_emulated_root {
+                // Read the root before the worker takes the state file's lock.
+                let root = parsed
+                    .open_emulated(&open_config().map_err(token_error)?)
+                    .and_then(|t| t.attestation_root_der())
+                    .map_err(token_error)?;
+                emulated_roots.push(root);
+            }
+        }
         let (worker, first) = TokenWorker::spawn(selector.clone(), opener, worker_options.clone())
             .map_err(|e| ServeError::Runtime(format!("cannot start the token worker: {e}")))?;
         match first {
@@ -317,6 +341,7 @@ pub fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     let trust = AttestationTrust {
         trust_emulated_root: config.trust_emulated_root,
+        emulated_roots,
         extra_roots: config.attestation_roots.clone(),
     };
     let grace = options.shutdown_grace;

@@ -1,19 +1,20 @@
 //! A client nobody here wrote: Python's grpcio, which learns the contract
 //! from the daemon's server reflection alone (no .proto, no generated code),
-//! lists keys, signs, checks health, and gets INVALID_ARGUMENT for an unknown
-//! enum value. Proves the contract is usable from other languages.
+//! checks health, lists keys, signs through the daemon binary on an emulated
+//! token, and gets INVALID_ARGUMENT for an unknown enum value. Proves the
+//! contract is usable from other languages.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod daemon_support;
 
 use std::process::Command;
 
-use common::{Card, Setup, TestDaemon, verify_p256};
+use daemon_support::{Daemon, DaemonSetup, verify};
 use sha2::Digest;
-use signer_lib::{PinPolicy, SlotId, TouchPolicy};
 
-/// Where tests/scripts/install-deps.sh puts grpcio-reflection.
+/// Where tests/scripts/install-deps.sh puts grpcio-reflection (Debian ships
+/// python3-grpcio but not its reflection client).
 const PYDEPS: &str = "/usr/local/lib/signer-e2e-python";
 
 const CLIENT: &str = r#"
@@ -78,27 +79,25 @@ except grpc.RpcError as e:
 print(json.dumps(out))
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn python_grpcio_with_reflection_lists_signs_and_is_refused_bad_enums() {
+#[test]
+fn python_grpcio_through_reflection_signs_and_gets_documented_errors() {
     assert!(
         std::path::Path::new(PYDEPS)
             .join("grpc_reflection")
             .exists(),
         "grpcio-reflection is missing: run tests/scripts/install-deps.sh"
     );
-    let card = Card::new(77);
-    let key = card.add_key(SlotId::Signature, PinPolicy::Never, TouchPolicy::Never);
-    let mut d = TestDaemon::start(Setup::one_card(card)).await;
+    let mut d = Daemon::start(DaemonSetup::default());
+    let key = d.keys[0].clone();
     let script = d.dir.path().join("client.py");
     std::fs::write(&script, CLIENT).unwrap();
     let digest = sha2::Sha256::digest(b"from python").to_vec();
-    let mut c = Command::new("/usr/bin/python3");
-    c.arg(&script)
+    let out = Command::new("/usr/bin/python3")
+        .arg(&script)
         .arg(&d.socket)
         .arg(hex::encode(&digest))
-        .env("PYTHONPATH", PYDEPS);
-    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
-        .await
+        .env("PYTHONPATH", PYDEPS)
+        .output()
         .unwrap();
     assert!(
         out.status.success(),
@@ -118,10 +117,10 @@ async fn python_grpcio_with_reflection_lists_signs_and_is_refused_bad_enums() {
     assert_eq!(v["health"], "SERVING");
     assert_eq!(v["key_id"], key.key_id.as_str());
     assert_eq!(v["signed_digest"], hex::encode(&digest));
-    let signature = hex::decode(v["signature"].as_str().unwrap()).unwrap();
     let spki = hex::decode(v["public_key_der"].as_str().unwrap()).unwrap();
     assert_eq!(spki, key.public_key.spki_der);
-    assert!(verify_p256(&spki, &digest, &signature));
+    let signature = hex::decode(v["signature"].as_str().unwrap()).unwrap();
+    assert!(verify(&key, &digest, &signature));
     assert_eq!(v["bad_hash"], "INVALID_ARGUMENT");
     assert!(
         v["bad_hash_message"]
@@ -129,5 +128,5 @@ async fn python_grpcio_with_reflection_lists_signs_and_is_refused_bad_enums() {
             .unwrap()
             .contains("unknown hash value 99")
     );
-    d.stop().await;
+    assert!(d.terminate().success());
 }
