@@ -342,7 +342,8 @@ pub fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let trust = AttestationTrust {
         trust_emulated_root: config.trust_emulated_root,
         emulated_roots,
-        extra_roots: config.attestation_roots.clone(),
+        extra_roots: crate::attestation::load_pem_roots(&config.attestation_roots)
+            .map_err(ServeError::Config)?,
     };
     let grace = options.shutdown_grace;
     let daemon = Daemon::new(workers, policy, audit, trust, options);
