@@ -14,6 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use signer_lib::emulator::{EmulatedSmartCard, TouchMode};
 use signer_lib::transport::vpcd::{self, BridgeConfig, BridgeControl, BridgeStats, SendCard};
 use signer_lib::{Error, Result};
 
@@ -66,11 +67,8 @@ pub enum TouchArg {
 // INTEGRATION POINT: the one place where the emulated token becomes a card.
 // ============================================================================
 /// Open the emulated token stored in `state` as a [`vpcd::VirtualCard`] for
-/// the bridge, with `touch` as its touch source.
-///
-/// **To be wired by the lead to the emulator's APDU front end** (the pure
-/// "command APDU bytes to response APDU bytes" function over the emulated
-/// token's state, issue 3). It must return a card that:
+/// the bridge, with `touch` as its touch source: the emulator's APDU front
+/// end ([`EmulatedSmartCard`]) over the token. The card
 /// - answers [`vpcd::YUBIKEY_5_ATR`] from `atr()`;
 /// - clears volatile state (PIN verified, management key authenticated,
 ///   selected applet, pending chains) on `power_on`, `power_off` and `reset`;
@@ -79,15 +77,13 @@ pub enum TouchArg {
 ///   leaves a consistent state file;
 /// - holds the state file's lock for its lifetime (a second bridge on the
 ///   same file fails with [`Error::StateLocked`]).
-///
-/// Until then it fails with a clear "not available yet" error.
 pub fn open_emulated_card(state: &Path, touch: TouchArg) -> Result<SendCard> {
-    let _ = (state, touch);
-    Err(Error::NotSupported {
-        what: "serving an emulated token through vpcd: the emulator's APDU front end is not \
-               available in this build yet"
-            .into(),
-    })
+    let mode = match touch {
+        TouchArg::Approve => TouchMode::Approve,
+        TouchArg::Deny => TouchMode::Deny,
+    };
+    let card = EmulatedSmartCard::open(state, mode.source())?;
+    Ok(Box::new(card))
 }
 // ============================================================================
 
@@ -243,11 +239,41 @@ mod tests {
     }
 
     #[test]
-    fn without_the_front_end_the_command_says_so() {
+    fn a_missing_state_file_is_named() {
         let cli =
             Cli::try_parse_from(["x", "--state", "/nonexistent", "--vpcd", "127.0.0.1:1"]).unwrap();
         let err = emulate_card(cli.args).unwrap_err().to_string();
-        assert!(err.contains("not available in this build yet"), "{err}");
+        assert!(
+            err.contains("no emulated token state at /nonexistent"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_card_answers_like_a_yubikey_and_holds_the_lock() {
+        use signer_lib::emulator::{EmulatedToken, InitOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.state");
+        drop(
+            EmulatedToken::init(
+                &path,
+                &InitOptions {
+                    serial: Some(12_345_678),
+                    ..InitOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        let mut card = open_emulated_card(&path, TouchArg::Approve).unwrap();
+        assert_eq!(card.atr(), YUBIKEY_5_ATR.to_vec());
+        let select = [0x00, 0xa4, 0x04, 0x00, 0x05, 0xa0, 0x00, 0x00, 0x03, 0x08];
+        assert_eq!(card.transmit(&select)[..].last_chunk(), Some(&[0x90, 0x00]));
+        assert_eq!(
+            card.transmit(&[0x00, 0xf8, 0x00, 0x00])[..],
+            [0x00, 0xbc, 0x61, 0x4e, 0x90, 0x00]
+        );
+        let err = open_emulated_card(&path, TouchArg::Deny).err().unwrap();
+        assert!(matches!(err, Error::StateLocked { .. }), "{err}");
     }
 
     struct Echo;

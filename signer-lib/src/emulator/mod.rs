@@ -23,15 +23,20 @@
 //! - [`state_file`]: the versioned, checksummed, atomically written and
 //!   locked state file.
 //! - [`EmulatedToken`]: [`Token`] over the three.
+//! - [`apdu`]: the ISO 7816-4 APDU front end (PIV, YubiKey Management and
+//!   OTP applets) and [`EmulatedSmartCard`], the token as a smart card for
+//!   the vpcd bridge.
 //!
 //! [`Token`]: crate::Token
 
+pub mod apdu;
 pub mod card;
 pub(crate) mod soft_key;
 pub mod state_file;
 pub mod token;
 pub mod touch;
 
+pub use apdu::{ApduFrontEnd, EmulatedSmartCard};
 pub use card::Card;
 pub use token::{EMULATED_MODEL, EmulatedToken, InitOptions, OpenOptions};
 pub use touch::{

@@ -21,7 +21,6 @@
 //! it would in a card's EEPROM. [`crate::emulator::EmulatedToken`] does so.
 
 mod attest;
-pub(crate) mod mgmt;
 pub mod state;
 
 use std::sync::Arc;
@@ -36,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     Algorithm, FirmwareVersion, KeyOrigin, PinPolicy, PublicKey, SlotId, TouchPolicy,
 };
+use crate::piv::mgmt_crypto;
 use crate::piv::{MAX_OBJECT_SIZE, object, tag, tlv};
 use crate::secret::{ManagementKey, ManagementKeyAlgorithm, Pin, Puk};
 use crate::token::TokenEvent;
@@ -261,6 +261,14 @@ impl Card {
         self.commands
     }
 
+    /// The algorithm of the key in `slot`, if there is one. Not a card
+    /// command (it counts nothing and voids no VERIFY): an APDU front end
+    /// checks a signature's algorithm byte with it without spending the one
+    /// command a PIN-policy-`always` signature may follow a VERIFY with.
+    pub fn slot_algorithm(&self, slot: SlotId) -> Option<Algorithm> {
+        self.state.keys.get(&slot).map(|k| k.key.algorithm())
+    }
+
     /// Whether the management key is authenticated in this session.
     pub fn is_management_key_authenticated(&self) -> bool {
         self.session.mgmt_authenticated
@@ -332,12 +340,24 @@ impl Card {
     /// [`Error::PinBlocked`] without a decrement. Success restores the
     /// counter and lets the *next* command use a key with PIN policy `always`.
     pub fn verify_pin(&mut self, pin: &Pin) -> Result<()> {
+        self.verify_pin_block(&pin.padded()[..])
+    }
+
+    /// **Command** VERIFY (20) with the reference data exactly as a host
+    /// sent it: [`REFERENCE_BLOCK_LEN`] bytes, the PIN padded with 0xFF.
+    /// Like the device, the card compares blocks: any 8-byte block that is
+    /// not the PIN's padded form is a wrong PIN and costs a try (ykman blocks
+    /// the PIN before a reset by verifying an empty PIN, all 0xFF). A block
+    /// of another length is [`Error::BadCommandData`] and costs nothing.
+    /// Otherwise as [`Card::verify_pin`].
+    pub fn verify_pin_block(&mut self, block: &[u8]) -> Result<()> {
         self.enter(Cmd::Verify);
+        check_block_len(block, "PIN")?;
         if self.state.pin_retries.is_blocked() {
             self.session.pin_verified = false;
             return Err(Error::PinBlocked);
         }
-        if self.pin_matches(pin) {
+        if reference_matches(&self.state.pin, block) {
             if self.state.pin_retries.remaining != self.state.pin_retries.max {
                 self.state.pin_retries.remaining = self.state.pin_retries.max;
                 self.touched_state();
@@ -376,71 +396,113 @@ impl Card {
         self.session.pin_verified = false;
     }
 
-    fn pin_matches(&self, pin: &Pin) -> bool {
-        secret_eq(pin.as_bytes(), self.state.pin.as_bytes())
-    }
-
-    fn puk_matches(&self, puk: &Puk) -> bool {
-        secret_eq(puk.as_bytes(), self.state.puk.as_bytes())
-    }
-
     /// **Command** CHANGE REFERENCE DATA (24) for the PIN. A wrong current
     /// PIN costs a try, as in VERIFY.
     pub fn change_pin(&mut self, current: &Pin, new: &Pin) -> Result<()> {
+        self.change_pin_block(&current.padded()[..], &new.padded()[..])
+    }
+
+    /// **Command** CHANGE REFERENCE DATA (24) for the PIN with the blocks
+    /// as sent (current then new, [`REFERENCE_BLOCK_LEN`] bytes each). The
+    /// current PIN is checked first, as on the device (a wrong one costs a
+    /// try even when the new one is malformed); then a new PIN that is not 6
+    /// to 8 bytes padded with 0xFF is [`Error::InvalidPin`].
+    pub fn change_pin_block(&mut self, current: &[u8], new: &[u8]) -> Result<()> {
         self.enter(Cmd::Other);
-        if self.state.pin_retries.is_blocked() {
-            return Err(Error::PinBlocked);
-        }
-        if !self.pin_matches(current) {
-            self.state.pin_retries.remaining -= 1;
-            self.session.pin_verified = false;
-            self.touched_state();
-            return Err(Error::WrongPin {
-                retries_left: self.state.pin_retries.remaining,
-            });
-        }
-        self.state.pin = state::SecretBytes::new(new.as_bytes());
-        self.state.pin_retries.remaining = self.state.pin_retries.max;
-        self.touched_state();
-        Ok(())
+        self.change_reference(Reference::Pin, current, new)
     }
 
     /// **Command** CHANGE REFERENCE DATA (24) for the PUK.
     pub fn change_puk(&mut self, current: &Puk, new: &Puk) -> Result<()> {
+        self.change_puk_block(&current.padded()[..], &new.padded()[..])
+    }
+
+    /// **Command** CHANGE REFERENCE DATA (24) for the PUK with the blocks
+    /// as sent; see [`Card::change_pin_block`].
+    pub fn change_puk_block(&mut self, current: &[u8], new: &[u8]) -> Result<()> {
         self.enter(Cmd::Other);
-        if self.state.puk_retries.is_blocked() {
-            return Err(Error::PukBlocked);
+        self.change_reference(Reference::Puk, current, new)
+    }
+
+    fn change_reference(&mut self, which: Reference, current: &[u8], new: &[u8]) -> Result<()> {
+        check_block_len(current, which.name())?;
+        check_block_len(new, which.name())?;
+        let counter = match which {
+            Reference::Pin => self.state.pin_retries,
+            Reference::Puk => self.state.puk_retries,
+        };
+        if counter.is_blocked() {
+            return Err(which.blocked());
         }
-        if !self.puk_matches(current) {
-            self.state.puk_retries.remaining -= 1;
+        let stored = match which {
+            Reference::Pin => &self.state.pin,
+            Reference::Puk => &self.state.puk,
+        };
+        if !reference_matches(stored, current) {
+            let counter = self.counter_mut(which);
+            counter.remaining -= 1;
+            let retries_left = counter.remaining;
+            if which == Reference::Pin {
+                self.session.pin_verified = false;
+            }
             self.touched_state();
-            return Err(Error::WrongPuk {
-                retries_left: self.state.puk_retries.remaining,
-            });
+            return Err(which.wrong(retries_left));
         }
-        self.state.puk = state::SecretBytes::new(new.as_bytes());
-        self.state.puk_retries.remaining = self.state.puk_retries.max;
+        let counter = self.counter_mut(which);
+        let restore = counter.remaining != counter.max;
+        counter.remaining = counter.max;
+        if restore {
+            self.touched_state();
+        }
+        let new = strict_reference(new, which.name())?;
+        let value = state::SecretBytes::new(new.as_bytes());
+        match which {
+            Reference::Pin => self.state.pin = value,
+            Reference::Puk => self.state.puk = value,
+        }
         self.touched_state();
         Ok(())
+    }
+
+    fn counter_mut(&mut self, which: Reference) -> &mut RetryCounter {
+        match which {
+            Reference::Pin => &mut self.state.pin_retries,
+            Reference::Puk => &mut self.state.puk_retries,
+        }
     }
 
     /// **Command** RESET RETRY COUNTER (2C): set a new PIN with the PUK
     /// (works whether or not the PIN is blocked). A wrong PUK costs a PUK try.
     pub fn unblock_pin(&mut self, puk: &Puk, new_pin: &Pin) -> Result<()> {
+        self.unblock_pin_block(&puk.padded()[..], &new_pin.padded()[..])
+    }
+
+    /// **Command** RESET RETRY COUNTER (2C) with the blocks as sent (PUK
+    /// then new PIN, [`REFERENCE_BLOCK_LEN`] bytes each). The PUK is checked
+    /// first: any block that is not the PUK's padded form costs a PUK try
+    /// (ykman blocks the PUK before a reset this way); then a malformed new
+    /// PIN is [`Error::InvalidPin`].
+    pub fn unblock_pin_block(&mut self, puk: &[u8], new_pin: &[u8]) -> Result<()> {
         self.enter(Cmd::Other);
+        check_block_len(puk, "PUK")?;
+        check_block_len(new_pin, "PIN")?;
         if self.state.puk_retries.is_blocked() {
             return Err(Error::PukBlocked);
         }
-        if !self.puk_matches(puk) {
+        if !reference_matches(&self.state.puk, puk) {
             self.state.puk_retries.remaining -= 1;
             self.touched_state();
             return Err(Error::WrongPuk {
                 retries_left: self.state.puk_retries.remaining,
             });
         }
+        if self.state.puk_retries.remaining != self.state.puk_retries.max {
+            self.state.puk_retries.remaining = self.state.puk_retries.max;
+            self.touched_state();
+        }
+        let new_pin = strict_reference(new_pin, "PIN")?;
         self.state.pin = state::SecretBytes::new(new_pin.as_bytes());
         self.state.pin_retries.remaining = self.state.pin_retries.max;
-        self.state.puk_retries.remaining = self.state.puk_retries.max;
         self.session.pin_verified = false;
         self.touched_state();
         Ok(())
@@ -563,9 +625,9 @@ impl Card {
         self.session.mgmt_authenticated = false;
         self.check_management_algorithm(algorithm)?;
         let plaintext = self.random_block()?;
-        let encrypted = mgmt::crypt_block(&self.stored_management_key()?, &plaintext, true)?;
+        let encrypted = mgmt_crypto::encrypt_block(&self.stored_management_key()?, &plaintext)?;
         self.session.pending_auth = Some(PendingAuth::Witness { plaintext });
-        Ok(encrypted)
+        Ok(encrypted.to_vec())
     }
 
     /// **Command** GENERAL AUTHENTICATE (87) with key 9B, step 2 of mutual
@@ -593,10 +655,19 @@ impl Card {
             return Err(Error::WrongManagementKey);
         }
         let key = self.stored_management_key()?;
-        let response = mgmt::crypt_block(&key, challenge, true)?;
+        if challenge.len() != key.algorithm().block_len() {
+            return Err(Error::BadCommandData {
+                reason: format!(
+                    "the management key challenge must be one {}-byte block, got {} bytes",
+                    key.algorithm().block_len(),
+                    challenge.len()
+                ),
+            });
+        }
+        let response = mgmt_crypto::encrypt_block(&key, challenge)?;
         self.management_touch()?;
         self.session.mgmt_authenticated = true;
-        Ok(response)
+        Ok(response.to_vec())
     }
 
     /// **Command** GENERAL AUTHENTICATE (87) with key 9B, step 1 of
@@ -632,7 +703,7 @@ impl Card {
                 });
             }
         };
-        let expected = mgmt::encrypt(&self.stored_management_key()?, &challenge)?;
+        let expected = mgmt_crypto::encrypt_block(&self.stored_management_key()?, &challenge)?;
         if !secret_eq(response, &expected) {
             return Err(Error::WrongManagementKey);
         }
@@ -970,6 +1041,80 @@ fn key_metadata(key: &state::SlotKey) -> KeyMetadata {
         origin: key.origin,
         public_key: key.public_key.clone(),
         ec_point: key.key.ec_point(),
+    }
+}
+
+/// The length of PIN and PUK reference data in VERIFY, CHANGE REFERENCE
+/// DATA and RESET RETRY COUNTER: the value padded with 0xFF to 8 bytes.
+pub const REFERENCE_BLOCK_LEN: usize = 8;
+
+/// Which retry-counted secret a command addresses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reference {
+    Pin,
+    Puk,
+}
+
+impl Reference {
+    fn name(self) -> &'static str {
+        match self {
+            Reference::Pin => "PIN",
+            Reference::Puk => "PUK",
+        }
+    }
+
+    fn blocked(self) -> Error {
+        match self {
+            Reference::Pin => Error::PinBlocked,
+            Reference::Puk => Error::PukBlocked,
+        }
+    }
+
+    fn wrong(self, retries_left: u8) -> Error {
+        match self {
+            Reference::Pin => Error::WrongPin { retries_left },
+            Reference::Puk => Error::WrongPuk { retries_left },
+        }
+    }
+}
+
+fn check_block_len(block: &[u8], what: &str) -> Result<()> {
+    if block.len() == REFERENCE_BLOCK_LEN {
+        Ok(())
+    } else {
+        Err(Error::BadCommandData {
+            reason: format!(
+                "{what} reference data must be {REFERENCE_BLOCK_LEN} bytes (padded with 0xFF), got {}",
+                block.len()
+            ),
+        })
+    }
+}
+
+/// Whether `block` is the padded form of the stored secret (constant time).
+fn reference_matches(stored: &state::SecretBytes, block: &[u8]) -> bool {
+    let mut padded = Zeroizing::new([crate::piv::PIN_PAD; REFERENCE_BLOCK_LEN]);
+    let raw = stored.as_bytes();
+    if raw.len() > REFERENCE_BLOCK_LEN {
+        return false;
+    }
+    padded[..raw.len()].copy_from_slice(raw);
+    secret_eq(block, &padded[..])
+}
+
+/// A new PIN or PUK from its padded block: 6 to 8 bytes, no 0xFF inside,
+/// padded with 0xFF, every byte significant (unlike [`Pin::new`], which
+/// trims a trailing newline from files, the card stores exactly what it got).
+fn strict_reference(block: &[u8], what: &'static str) -> Result<Pin> {
+    let invalid = || Error::InvalidPin {
+        what,
+        reason: "must be 6 to 8 bytes padded with 0xFF to 8 bytes".into(),
+    };
+    let pin = Pin::from_padded(block, what).ok_or_else(invalid)?;
+    if secret_eq(&pin.padded()[..], block) {
+        Ok(pin)
+    } else {
+        Err(invalid())
     }
 }
 
