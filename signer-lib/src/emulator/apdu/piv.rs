@@ -233,9 +233,14 @@ fn management_authenticate(card: &mut Card, apdu: &CommandApdu) -> ResponseApdu 
         AuthRequest::WitnessRequest => card
             .management_witness(algorithm)
             .map(|w| card_answer(tag::WITNESS, &w)),
-        AuthRequest::MutualResponse { witness, challenge } => card
-            .management_mutual_response(algorithm, witness, challenge)
-            .map(|r| card_answer(tag::RESPONSE, &r)),
+        AuthRequest::MutualResponse { witness, challenge } => {
+            let block = algorithm.block_len();
+            if witness.len() != block || challenge.len() != block {
+                return bad_data("witness and challenge must be one cipher block each");
+            }
+            card.management_mutual_response(algorithm, witness, challenge)
+                .map(|r| card_answer(tag::RESPONSE, &r))
+        }
         AuthRequest::ChallengeRequest => card
             .management_challenge(algorithm)
             .map(|c| card_answer(tag::CHALLENGE, &c)),
