@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use signer_lib::emulator::{EmulatedSmartCard, TouchMode};
+use signer_lib::emulator::{CardAtr, EmulatedSmartCard, TouchMode};
 use signer_lib::transport::vpcd::{self, BridgeConfig, BridgeControl, BridgeStats, SendCard};
 use signer_lib::{Error, Result};
 
@@ -52,6 +52,22 @@ pub struct EmulateCardArgs {
     /// wait starts at 50 ms and doubles while vpcd stays unreachable).
     #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub max_backoff_ms: u64,
+
+    /// The ATR the card answers: `usb` (a YubiKey 5 over USB) or `nfc` (a
+    /// YubiKey 5 NFC through an NFC reader). ykman 5 connects through a
+    /// reader not named "Yubico YubiKey" only to a card with the NFC ATR;
+    /// ykman 4, yubico-piv-tool, ykcs11 and OpenSC accept either.
+    #[arg(long, value_enum, env = "SIGNER_EMULATED_ATR", default_value_t = AtrArg::Usb)]
+    pub atr: AtrArg,
+}
+
+/// `--atr`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AtrArg {
+    /// A YubiKey 5 over USB CCID.
+    Usb,
+    /// A YubiKey 5 NFC through an NFC reader.
+    Nfc,
 }
 
 /// `--touch`
@@ -87,6 +103,27 @@ pub fn open_emulated_card(state: &Path, touch: TouchArg) -> Result<SendCard> {
 }
 // ============================================================================
 
+/// A card answering another ATR (`--atr nfc`).
+struct AtrOverride(SendCard, CardAtr);
+
+impl vpcd::VirtualCard for AtrOverride {
+    fn atr(&self) -> Vec<u8> {
+        self.1.bytes().to_vec()
+    }
+    fn power_on(&mut self) {
+        self.0.power_on();
+    }
+    fn power_off(&mut self) {
+        self.0.power_off();
+    }
+    fn reset(&mut self) {
+        self.0.reset();
+    }
+    fn transmit(&mut self, command: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+        self.0.transmit(command)
+    }
+}
+
 /// Run the bridge.
 pub fn emulate_card(args: EmulateCardArgs) -> crate::admin::anyhow_like::Result {
     init_logging();
@@ -94,6 +131,10 @@ pub fn emulate_card(args: EmulateCardArgs) -> crate::admin::anyhow_like::Result 
     // Fail on a bad address before touching the state file.
     config.validate()?;
     let card = open_emulated_card(&args.state, args.touch)?;
+    let card: SendCard = match args.atr {
+        AtrArg::Usb => card,
+        AtrArg::Nfc => Box::new(AtrOverride(card, CardAtr::Nfc)),
+    };
     tracing::info!(
         state = %args.state.display(),
         vpcd = %args.vpcd,

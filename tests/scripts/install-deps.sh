@@ -27,6 +27,7 @@ declare -A NEED=(
   [udev]=/bin/udevadm
   [nodejs]=/usr/bin/node
   [python3-pip]=/usr/lib/python3/dist-packages/pip/__init__.py
+  [python3-venv]=/usr/share/doc/python3-venv
 )
 
 missing=()
@@ -70,6 +71,24 @@ if [ ! -e "$PYDEPS/grpc_reflection/__init__.py" ]; then
     --target "$PYDEPS" grpcio-reflection==1.51.1 </dev/null
   if [ ! -e "$PYDEPS/grpc_reflection/__init__.py" ]; then
     echo "install-deps: grpcio-reflection did not install into $PYDEPS" >&2
+    exit 1
+  fi
+fi
+
+# ykman from PyPI (5.x), next to Debian's 4.0.9, for the conformance test of
+# the emulated card (tests/tests/emulated_card_conformance.rs). In its own venv.
+YKMAN_VENV="${SIGNER_YKMAN_VENV:-/usr/local/lib/signer-e2e-ykman}"
+if [ ! -x "$YKMAN_VENV/bin/ykman" ]; then
+  if [ "$(id -u)" -ne 0 ] && [ ! -w "$(dirname "$YKMAN_VENV")" ]; then
+    echo "install-deps: missing $YKMAN_VENV/bin/ykman; run as root, or:" >&2
+    echo "  /usr/bin/python3 -m venv $YKMAN_VENV && $YKMAN_VENV/bin/pip install yubikey-manager" >&2
+    exit 1
+  fi
+  echo "install-deps: installing yubikey-manager from PyPI into $YKMAN_VENV" >&2
+  /usr/bin/python3 -m venv "$YKMAN_VENV" </dev/null
+  "$YKMAN_VENV/bin/pip" install --quiet --disable-pip-version-check yubikey-manager </dev/null
+  if ! "$YKMAN_VENV/bin/ykman" --version >/dev/null 2>&1; then
+    echo "install-deps: yubikey-manager from PyPI does not run from $YKMAN_VENV" >&2
     exit 1
   fi
 fi

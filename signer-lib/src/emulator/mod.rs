@@ -36,7 +36,7 @@ pub mod state_file;
 pub mod token;
 pub mod touch;
 
-pub use apdu::{ApduFrontEnd, EmulatedSmartCard};
+pub use apdu::{ApduFrontEnd, CardAtr, EmulatedSmartCard};
 pub use card::Card;
 pub use token::{EMULATED_MODEL, EmulatedToken, InitOptions, OpenOptions};
 pub use touch::{

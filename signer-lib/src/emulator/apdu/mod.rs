@@ -51,7 +51,7 @@ use crate::emulator::card::Card;
 use crate::piv::apdu::{CLA_CHAINING, CommandApdu, ResponseApdu, StatusWord};
 use crate::piv::{MANAGEMENT_AID, OTP_AID, PIV_AID, PIV_AID_FULL, ins};
 
-pub use smart_card::EmulatedSmartCard;
+pub use smart_card::{CardAtr, EmulatedSmartCard, YUBIKEY_5_NFC_ATR};
 
 /// The most command data a chain may accumulate. Enough for the largest
 /// data object (3052 bytes) with its PUT DATA framing and some room to be

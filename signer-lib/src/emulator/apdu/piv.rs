@@ -309,11 +309,27 @@ fn general_authenticate(card: &mut Card, apdu: &CommandApdu) -> ResponseApdu {
     let Some(input) = find(&items, tag::CHALLENGE).filter(|c| !c.is_empty()) else {
         return bad_data("GENERAL AUTHENTICATE without a challenge (81)");
     };
+    let mut padded = Zeroizing::new(Vec::new());
     if let Some(algorithm) = card.slot_algorithm(slot) {
         if algorithm.id() != apdu.p1 {
             return bad_data("the algorithm in P1 is not the key's");
         }
+        // A digest shorter than the curve's field is an integer like any
+        // other (ECDSA's bits2int): the device signs it, and yubico-piv-tool
+        // (test-signature, SHA-256 on P-384) and ykman send one. The card
+        // takes exactly a field's length: left-pad with zeros.
+        if let Some(field) = algorithm.ecdsa_field_len() {
+            if input.len() < field {
+                padded.resize(field - input.len(), 0);
+                padded.extend_from_slice(input);
+            }
+        }
     }
+    let input = if padded.is_empty() {
+        input
+    } else {
+        &padded[..]
+    };
     let mut report = |event: TokenEvent| {
         // (Written to keep compiling when TokenEvent grows variants.)
         #[allow(irrefutable_let_patterns)]

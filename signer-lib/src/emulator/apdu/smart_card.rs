@@ -24,6 +24,39 @@ use crate::transport::vpcd::{VirtualCard, YUBIKEY_5_ATR};
 pub struct EmulatedSmartCard {
     token: EmulatedToken,
     front: ApduFrontEnd,
+    atr: Vec<u8>,
+}
+
+/// The ATR of a YubiKey 5 NFC seen through an NFC reader ("Yubikey 5 NFC
+/// (via NFC)" in pcsc-tools' `smartcard_list.txt`). ykman 5 decides the
+/// transport from the ATR (USB when `T0 & F0 == F0`) and, for USB, needs the
+/// USB product id that only a reader named "Yubico YubiKey ..." reveals: on
+/// a reader like "Virtual PCD 00 00" it connects only when the card answers
+/// this ATR. ykman 4, yubico-piv-tool, ykcs11 and OpenSC accept either.
+pub const YUBIKEY_5_NFC_ATR: [u8; 18] = [
+    0x3b, 0x8d, 0x80, 0x01, 0x80, 0x73, 0xc0, 0x21, 0xc0, 0x57, 0x59, 0x75, 0x62, 0x69, 0x4b, 0x65,
+    0x79, 0xf9,
+];
+
+/// Which ATR the emulated card answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CardAtr {
+    /// A YubiKey 5 over USB CCID ([`YUBIKEY_5_ATR`]).
+    #[default]
+    Usb,
+    /// A YubiKey 5 NFC through an NFC reader ([`YUBIKEY_5_NFC_ATR`]); what
+    /// ykman 5 needs on an external reader.
+    Nfc,
+}
+
+impl CardAtr {
+    /// The ATR bytes.
+    pub fn bytes(self) -> &'static [u8] {
+        match self {
+            CardAtr::Usb => &YUBIKEY_5_ATR,
+            CardAtr::Nfc => &YUBIKEY_5_NFC_ATR,
+        }
+    }
 }
 
 impl EmulatedSmartCard {
@@ -33,7 +66,14 @@ impl EmulatedSmartCard {
         EmulatedSmartCard {
             token,
             front: ApduFrontEnd::new(),
+            atr: YUBIKEY_5_ATR.to_vec(),
         }
+    }
+
+    /// Answer `atr` instead of the USB ATR (see [`CardAtr`]).
+    pub fn with_atr(mut self, atr: CardAtr) -> EmulatedSmartCard {
+        self.atr = atr.bytes().to_vec();
+        self
     }
 
     /// Open the token stored at `path` with `touch` as its touch source and
@@ -65,7 +105,7 @@ impl EmulatedSmartCard {
 
 impl VirtualCard for EmulatedSmartCard {
     fn atr(&self) -> Vec<u8> {
-        YUBIKEY_5_ATR.to_vec()
+        self.atr.clone()
     }
 
     fn power_on(&mut self) {

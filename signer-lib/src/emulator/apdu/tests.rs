@@ -912,3 +912,21 @@ fn random_sequences_never_panic_and_keep_the_state_file_loadable() {
     let reopened = EmulatedToken::open_with(&path, OpenOptions::default()).unwrap();
     drop(reopened);
 }
+
+#[test]
+fn a_digest_shorter_than_the_field_is_signed_as_ecdsa_prescribes() {
+    // yubico-piv-tool's test-signature sends SHA-256 to a P-384 key.
+    let mut b = Bench::new(ManagementKeyAlgorithm::Aes192);
+    b.select_piv();
+    b.authenticate_default();
+    let (point, _) = generate(&mut b, 0x9a, 0x14, &[0xaa, 0x01, 0x01, 0xab, 0x01, 0x01]);
+    let digest = Sha256::digest(b"short digest, long curve");
+    let (answer, sw) = b.send(&sign_command(0x14, 0x9a, &digest, 0x00));
+    assert_eq!(sw, 0x9000);
+    let sig = p384::ecdsa::Signature::from_der(&signature_of(&answer)).unwrap();
+    let vk = p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).unwrap();
+    // RustCrypto left-pads a short prehash the same way.
+    vk.verify_prehash(&digest, &sig).unwrap();
+    // Longer than the field: refused (hosts truncate).
+    assert_eq!(b.send(&sign_command(0x14, 0x9a, &[7; 64], 0x00)).1, 0x6a80);
+}
