@@ -309,11 +309,20 @@ sandboxed_test!(
             "yubico-piv-tool -a change-pin",
         );
         ok(piv_tool(sandbox, &["-a", "verify-pin", "-P", "654321"]), "verify the new PIN");
-        let out = fails(
-            piv_tool(sandbox, &["-a", "verify-pin", "-P", "000000"]),
-            "a wrong PIN",
+        // Three wrong PINs block it: the right one is refused after.
+        for left in ["2 tries left", "1 tries left", "blocked"] {
+            let out = fails(
+                piv_tool(sandbox, &["-a", "verify-pin", "-P", "000000"]),
+                "a wrong PIN",
+            );
+            assert!(out.contains(left), "expected {left:?}:\n{out}");
+        }
+        fails(
+            piv_tool(sandbox, &["-a", "verify-pin", "-P", "654321"]),
+            "the right PIN once blocked",
         );
-        assert!(out.contains("2 tries left"), "{out}");
+        let out = ok(piv_tool(sandbox, &["-a", "status"]), "status when blocked");
+        assert!(out.contains("PIN tries left:\t0"), "{out}");
         ok(
             piv_tool(sandbox, &["-a", "unblock-pin", "-P", "12345678", "-N", "111111"]),
             "yubico-piv-tool -a unblock-pin",
