@@ -68,7 +68,9 @@ impl VirtualCard for CountingCard {
 
 /// Take (and clear) what a log recorded.
 pub fn take_log(log: &ApduLog) -> Vec<u8> {
-    log.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+    log.lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default()
 }
 
 /// An emulated YubiKey in a virtual reader of the sandbox's pcscd.

@@ -8,7 +8,9 @@
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::model::{Algorithm, FirmwareVersion, KeyOrigin, PinPolicy, PublicKey, SlotId, TouchPolicy};
+use crate::model::{
+    Algorithm, FirmwareVersion, KeyOrigin, PinPolicy, PublicKey, SlotId, TouchPolicy,
+};
 use crate::piv::apdu::{CLA_CHAINING, CommandApdu, ResponseApdu, StatusWord};
 use crate::piv::mgmt_crypto::HostAuthentication;
 use crate::piv::{PIV_AID, ins, key_ref, metadata_tag, object, tag, tlv};
@@ -187,9 +189,8 @@ impl<'a> PivChannel<'a> {
     }
 
     fn metadata(&mut self, reference: u8, command: &'static str) -> Result<ResponseApdu> {
-        let r = self.transmit(
-            &CommandApdu::new(0, ins::GET_METADATA, 0, reference).with_le(256),
-        )?;
+        let r =
+            self.transmit(&CommandApdu::new(0, ins::GET_METADATA, 0, reference).with_le(256))?;
         match r.sw {
             StatusWord::Success => Ok(r),
             StatusWord::InsNotSupported => Err(Error::NotSupported {
@@ -271,8 +272,7 @@ impl<'a> PivChannel<'a> {
         data.extend_from_slice(&*current.padded());
         data.extend_from_slice(&*new.padded());
         let r = self.transmit(
-            &CommandApdu::new(0, ins::CHANGE_REFERENCE_DATA, 0, reference)
-                .with_data(data.to_vec()),
+            &CommandApdu::new(0, ins::CHANGE_REFERENCE_DATA, 0, reference).with_data(data.to_vec()),
         )?;
         pin_status(r.sw, "CHANGE REFERENCE DATA", reference == key_ref::PUK)
     }
@@ -331,9 +331,14 @@ impl<'a> PivChannel<'a> {
         let mut data = Vec::with_capacity(inner.len() + 4);
         tlv::write(&mut data, tag::DYN_AUTH, &inner).map_err(|e| protocol(e.to_string()))?;
         self.transmit(
-            &CommandApdu::new(0, ins::GENERAL_AUTHENTICATE, algorithm.id(), slot.key_reference())
-                .with_data(data)
-                .with_le(256),
+            &CommandApdu::new(
+                0,
+                ins::GENERAL_AUTHENTICATE,
+                algorithm.id(),
+                slot.key_reference(),
+            )
+            .with_data(data)
+            .with_le(256),
         )
     }
 
@@ -365,7 +370,9 @@ impl<'a> PivChannel<'a> {
         )?;
         match r.sw {
             StatusWord::Success => {}
-            StatusWord::IncorrectData | StatusWord::IncorrectP1P2 | StatusWord::FunctionNotSupported => {
+            StatusWord::IncorrectData
+            | StatusWord::IncorrectP1P2
+            | StatusWord::FunctionNotSupported => {
                 return Err(Error::UnsupportedAlgorithm {
                     algorithm: algorithm.to_string(),
                 });
@@ -408,9 +415,8 @@ impl<'a> PivChannel<'a> {
 
     /// ATTEST (F9): the slot's attestation certificate (DER).
     pub fn attest(&mut self, slot: SlotId) -> Result<Vec<u8>> {
-        let r = self.transmit(
-            &CommandApdu::new(0, ins::ATTEST, slot.key_reference(), 0).with_le(256),
-        )?;
+        let r =
+            self.transmit(&CommandApdu::new(0, ins::ATTEST, slot.key_reference(), 0).with_le(256))?;
         match r.sw {
             StatusWord::Success => Ok(r.data.to_vec()),
             StatusWord::ReferenceNotFound => Err(Error::KeyNotFound { slot }),
@@ -440,7 +446,10 @@ impl<'a> PivChannel<'a> {
         }
         let (t, _) = tlv::read(&r.data).map_err(|e| protocol(format!("GET DATA: {e}")))?;
         if t.tag != tag::OBJECT_DATA {
-            return Err(protocol(format!("GET DATA answered tag {:x}, not 53", t.tag)));
+            return Err(protocol(format!(
+                "GET DATA answered tag {:x}, not 53",
+                t.tag
+            )));
         }
         Ok(Zeroizing::new(t.value.to_vec()))
     }
@@ -449,9 +458,8 @@ impl<'a> PivChannel<'a> {
     pub fn put_object(&mut self, id: u32, contents: &[u8]) -> Result<()> {
         let mut data = Zeroizing::new(object_id_tlv(id)?);
         tlv::write(&mut data, tag::OBJECT_DATA, contents).map_err(|e| protocol(e.to_string()))?;
-        let r = self.transmit(
-            &CommandApdu::new(0, ins::PUT_DATA, 0x3f, 0xff).with_data(data.to_vec()),
-        )?;
+        let r = self
+            .transmit(&CommandApdu::new(0, ins::PUT_DATA, 0x3f, 0xff).with_data(data.to_vec()))?;
         match r.sw {
             StatusWord::NotEnoughMemory => Err(Error::TooLarge {
                 what: "data object",
@@ -518,7 +526,11 @@ impl<'a> PivChannel<'a> {
             .ok_or_else(|| protocol("PRINTED object without its 88 template"))?;
         let key = tlv::find(inner, 0x89)
             .map_err(|e| protocol(format!("PRINTED: {e}")))?
-            .ok_or_else(|| protocol("ADMIN DATA says the management key is PIN-protected, but PRINTED holds none"))?;
+            .ok_or_else(|| {
+                protocol(
+                    "ADMIN DATA says the management key is PIN-protected, but PRINTED holds none",
+                )
+            })?;
         Ok(Some(Zeroizing::new(key.to_vec())))
     }
 
@@ -580,7 +592,9 @@ fn admin_status(sw: StatusWord, command: &'static str) -> Result<()> {
 /// A public key from an uncompressed EC point.
 pub fn public_key_from_point(algorithm: Algorithm, point: &[u8]) -> Result<PublicKey> {
     use spki::EncodePublicKey;
-    let bad = |e: &dyn std::fmt::Display| protocol(format!("invalid {algorithm} public key from the card: {e}"));
+    let bad = |e: &dyn std::fmt::Display| {
+        protocol(format!("invalid {algorithm} public key from the card: {e}"))
+    };
     let der = match algorithm {
         Algorithm::EccP256 => p256::PublicKey::from_sec1_bytes(point)
             .map_err(|e| bad(&e))?

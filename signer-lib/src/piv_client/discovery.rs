@@ -177,7 +177,10 @@ mod tests {
     #[test]
     fn choosing_by_serial_or_the_only_one() {
         assert_eq!(choose(vec![(1, 'a')], None, None).unwrap(), 'a');
-        assert_eq!(choose(vec![(1, 'a'), (2, 'b')], Some(2), None).unwrap(), 'b');
+        assert_eq!(
+            choose(vec![(1, 'a'), (2, 'b')], Some(2), None).unwrap(),
+            'b'
+        );
         match choose(vec![(1, 'a'), (2, 'b')], None, None) {
             Err(Error::AmbiguousToken { serials }) => assert_eq!(serials, vec![1, 2]),
             other => panic!("{other:?}"),

@@ -160,7 +160,11 @@ impl HardwareToken {
                 ),
             });
         }
-        tracing::info!(serial = self.serial, reader = connection.transport.reader(), "reconnected to the token");
+        tracing::info!(
+            serial = self.serial,
+            reader = connection.transport.reader(),
+            "reconnected to the token"
+        );
         self.reader = connection.transport.reader().to_string();
         self.firmware = connection.firmware;
         self.transport = Some(connection.transport);
@@ -549,7 +553,11 @@ impl Token for HardwareToken {
         check_algorithm(algorithm)?;
         self.keys.remove(&slot);
         self.touched.remove(&slot);
-        self.run(|ch| reselecting(ch, |ch| ch.generate(slot, algorithm, pin_policy, touch_policy)))?;
+        self.run(|ch| {
+            reselecting(ch, |ch| {
+                ch.generate(slot, algorithm, pin_policy, touch_policy)
+            })
+        })?;
         self.key(slot)
     }
 

@@ -9,8 +9,8 @@ use crate::emulator::{EmulatedSmartCard, EmulatedToken, InitOptions, OpenOptions
 use crate::error::Result;
 use crate::piv_client::{HardwareToken, LoopbackConnector, TouchAssumptions};
 use crate::secret::{ManagementKey, ManagementKeyAlgorithm};
-use crate::testing::fixture::{Capabilities, TokenFixture, TouchSetup};
 use crate::testing::EmulatedFixture;
+use crate::testing::fixture::{Capabilities, TokenFixture, TouchSetup};
 use crate::transport::loopback::SharedCard;
 
 /// Hands out [`HardwareToken`]s, each over a fresh emulated card in its own
@@ -55,10 +55,8 @@ impl LoopbackFixture {
     }
 
     fn open(card: &SharedCard, touch: TouchAssumptions) -> Result<HardwareToken> {
-        let mut token = HardwareToken::open(
-            Box::new(LoopbackConnector { card: card.clone() }),
-            None,
-        )?;
+        let mut token =
+            HardwareToken::open(Box::new(LoopbackConnector { card: card.clone() }), None)?;
         token.set_touch_assumptions(touch);
         Ok(token)
     }

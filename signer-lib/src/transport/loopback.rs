@@ -35,7 +35,9 @@ pub struct SharedCard {
 
 impl std::fmt::Debug for SharedCard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedCard").field("name", &self.name).finish()
+        f.debug_struct("SharedCard")
+            .field("name", &self.name)
+            .finish()
     }
 }
 

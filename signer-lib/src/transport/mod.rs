@@ -48,6 +48,8 @@ pub trait CardTransport: Send {
 pub fn is_connection_lost(error: &crate::Error) -> bool {
     matches!(
         error,
-        crate::Error::CardReset | crate::Error::CardRemoved { .. } | crate::Error::Unavailable { .. }
+        crate::Error::CardReset
+            | crate::Error::CardRemoved { .. }
+            | crate::Error::Unavailable { .. }
     )
 }

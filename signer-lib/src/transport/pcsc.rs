@@ -64,7 +64,9 @@ pub fn map_error(error: pcsc::Error, reader: &str) -> Error {
         }
         E::SharingViolation => card_in_use(reader),
         E::NoService | E::ServiceStopped => Error::Unavailable {
-            reason: format!("pcscd is not running or was restarted ({error}); is pcscd.socket enabled?"),
+            reason: format!(
+                "pcscd is not running or was restarted ({error}); is pcscd.socket enabled?"
+            ),
         },
         E::InvalidHandle | E::NoReadersAvailable | E::CommError | E::Shutdown => {
             Error::Unavailable {
