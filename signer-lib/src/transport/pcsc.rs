@@ -186,6 +186,15 @@ struct PcscLink<'t, 'c> {
 impl ApduLink for PcscLink<'_, '_> {
     fn transmit(&mut self, command: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         match self.transaction.transmit(command, &mut self.buffer) {
+            // A reader that lost the card in the middle of a command may
+            // answer "success" with no bytes (vpcd does): the card is gone.
+            Ok(response) if response.len() < 2 => Err(Error::CardRemoved {
+                detail: format!(
+                    "reader {:?} returned a {}-byte response: the card went away mid-command",
+                    self.reader,
+                    response.len()
+                ),
+            }),
             Ok(response) => Ok(Zeroizing::new(response.to_vec())),
             Err(e) => Err(map_error(e, self.reader)),
         }
