@@ -496,20 +496,19 @@ impl<'a> PivChannel<'a> {
         self.put_object(slot.certificate_object(), &contents)
     }
 
-    /// The management key stored PIN-protected the way ykman stores it, if
-    /// any: ADMIN DATA (5FFF00) `80 { 81 flags }` with flag 0x02, then the
-    /// key in PRINTED (5FC109) `88 { 89 key }` (readable after VERIFY).
-    /// `Ok(None)` when the card has no such key.
-    pub fn pin_protected_management_key(&mut self) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    /// Whether ADMIN DATA (5FFF00, `80 { 81 flags, 82 salt }`, as ykman
+    /// writes it) says the management key is stored PIN-protected in PRINTED
+    /// (flag 0x02). A PIN-derived key (ykman's deprecated salt scheme) is
+    /// refused with [`Error::NotSupported`]. Readable without the PIN.
+    pub fn management_key_is_pin_protected(&mut self) -> Result<bool> {
         let admin = match self.get_object(object::ADMIN_DATA) {
             Ok(a) => a,
-            Err(Error::DataObjectNotFound { .. }) => return Ok(None),
+            Err(Error::DataObjectNotFound { .. }) => return Ok(false),
             Err(e) => return Err(e),
         };
         let inner = tlv::find(&admin, 0x80)
             .map_err(|e| protocol(format!("ADMIN DATA: {e}")))?
             .ok_or_else(|| protocol("ADMIN DATA without its 80 template"))?;
-        let flags = tlv::find(inner, 0x81).map_err(|e| protocol(format!("ADMIN DATA: {e}")))?;
         if tlv::find(inner, 0x82).ok().flatten().is_some() {
             return Err(Error::NotSupported {
                 what: "a PIN-derived management key (ykman's deprecated salt scheme); store it \
@@ -517,10 +516,21 @@ impl<'a> PivChannel<'a> {
                     .into(),
             });
         }
-        if !matches!(flags, Some(&[f]) if f & 0x02 != 0) {
-            return Ok(None);
-        }
-        let printed = self.get_object(object::PRINTED)?;
+        let flags = tlv::find(inner, 0x81).map_err(|e| protocol(format!("ADMIN DATA: {e}")))?;
+        Ok(matches!(flags, Some(&[f]) if f & 0x02 != 0))
+    }
+
+    /// The management key bytes from PRINTED (5FC109, `88 { 89 key }`),
+    /// readable only after VERIFY.
+    pub fn pin_protected_management_key(&mut self) -> Result<Zeroizing<Vec<u8>>> {
+        let printed = match self.get_object(object::PRINTED) {
+            Err(Error::DataObjectNotFound { .. }) => {
+                return Err(protocol(
+                    "ADMIN DATA says the management key is PIN-protected, but PRINTED is empty",
+                ));
+            }
+            other => other?,
+        };
         let inner = tlv::find(&printed, 0x88)
             .map_err(|e| protocol(format!("PRINTED: {e}")))?
             .ok_or_else(|| protocol("PRINTED object without its 88 template"))?;
@@ -531,7 +541,7 @@ impl<'a> PivChannel<'a> {
                     "ADMIN DATA says the management key is PIN-protected, but PRINTED holds none",
                 )
             })?;
-        Ok(Some(Zeroizing::new(key.to_vec())))
+        Ok(Zeroizing::new(key.to_vec()))
     }
 
     /// RESET the PIV applet (only when PIN and PUK are blocked).

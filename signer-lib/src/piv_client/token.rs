@@ -221,20 +221,27 @@ impl HardwareToken {
         self.run(|ch| reselecting(ch, |ch| ch.management_key_metadata()))
     }
 
+    /// Whether the management key is stored PIN-protected the way ykman
+    /// stores it (ADMIN DATA flag; readable without the PIN).
+    pub fn management_key_is_pin_protected(&mut self) -> Result<bool> {
+        self.run(|ch| reselecting(ch, |ch| ch.management_key_is_pin_protected()))
+    }
+
     /// The management key stored PIN-protected the way ykman stores it
-    /// (verifies `pin` first, in the same transaction). `Ok(None)` when the
-    /// card has none.
+    /// (PRINTED object): SELECT, VERIFY `pin`, GET DATA in one transaction.
+    /// The algorithm comes from GET METADATA. `Ok(None)` when the card has
+    /// no PIN-protected key. A wrong PIN is [`Error::WrongPin`], not retried.
     pub fn pin_protected_management_key(&mut self, pin: &Pin) -> Result<Option<ManagementKey>> {
-        let metadata = self.management_key_metadata()?;
+        if !self.management_key_is_pin_protected()? {
+            return Ok(None);
+        }
+        let algorithm = management_key_algorithm(self)?;
         let bytes = self.run(|ch| {
             ch.select_piv()?;
             ch.verify_pin(pin)?;
             ch.pin_protected_management_key()
         })?;
-        match bytes {
-            None => Ok(None),
-            Some(bytes) => ManagementKey::new(metadata.algorithm, &bytes).map(Some),
-        }
+        ManagementKey::new(algorithm, &bytes).map(Some)
     }
 
     fn key_info(&mut self, slot: SlotId, meta: SlotMetadata) -> Result<KeyInfo> {
