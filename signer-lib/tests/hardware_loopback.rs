@@ -261,3 +261,39 @@ fn pin_policy_always_sends_select_verify_sign_in_one_transaction() {
         "nothing between VERIFY and GA: {log:02X?}"
     );
 }
+
+#[test]
+fn touch_is_asked_for_only_when_the_card_will_wait_for_it() {
+    // PIN `once`, touch `always`, PIN not verified yet: the card would
+    // refuse at once (PIN first), so no "touch your YubiKey" before that.
+    let (_f, card, mut session, key) = setup(
+        PinPolicy::Once,
+        TouchPolicy::Always,
+        PinSource::Fixed(pin("123456")),
+    );
+    card.clear_log();
+    let (result, events) = sign(&mut session, &key, b"first");
+    result.unwrap();
+    assert_eq!(
+        events.len(),
+        1,
+        "one touch request, after the PIN: {events:?}"
+    );
+    assert_eq!(
+        card.instructions(),
+        vec![
+            ins::GET_METADATA, // the session looks the key up once:
+            ins::GET_DATA,     // metadata and certificate
+            VERIFY,            // status only: not verified, so no GA and no touch request
+            SELECT,
+            VERIFY, // the PIN
+            SIGN,   // the touch
+        ]
+    );
+    // From now on the verification is known: one APDU per signature.
+    card.clear_log();
+    let (result, events) = sign(&mut session, &key, b"second");
+    result.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(card.instructions(), vec![SIGN]);
+}

@@ -84,6 +84,9 @@ pub struct HardwareToken {
     /// When we last sent a signature that needed (and got) a touch, per slot.
     touched: HashMap<SlotId, Instant>,
     touch: TouchAssumptions,
+    /// The PIN is known to be verified on the card (we verified it, or the
+    /// card said so) since this connection was made.
+    pin_verified: bool,
 }
 
 impl std::fmt::Debug for HardwareToken {
@@ -115,6 +118,7 @@ impl HardwareToken {
             connector,
             keys: HashMap::new(),
             touched: HashMap::new(),
+            pin_verified: false,
             touch: TouchAssumptions::default(),
         })
     }
@@ -145,12 +149,14 @@ impl HardwareToken {
     pub fn disconnect(&mut self) {
         self.transport = None;
         self.keys.clear();
+        self.pin_verified = false;
     }
 
     fn reconnect(&mut self) -> Result<()> {
         self.transport = None;
         self.keys.clear();
         self.touched.clear();
+        self.pin_verified = false;
         let connection = self.connector.connect(Some(self.serial))?;
         if connection.serial != self.serial {
             return Err(Error::TokenNotFound {
@@ -199,6 +205,7 @@ impl HardwareToken {
                     self.transport = None;
                     self.keys.clear();
                     self.touched.clear();
+                    self.pin_verified = false;
                 }
                 Err(e)
             }
@@ -407,7 +414,27 @@ impl Token for HardwareToken {
         let algorithm = meta.algorithm;
         let pin = request.pin;
         let mut sent_at = None;
+        // Before asking for a touch the card will not wait for (it checks
+        // the PIN first), make sure the PIN is verified: one VERIFY-status
+        // APDU, only while that is unknown on this connection.
+        let check_pin_first =
+            needs_touch && pin.is_none() && pin_policy != PinPolicy::Never && !self.pin_verified;
+        let mut pin_seen_verified = false;
         let outcome = self.run(|ch| {
+            if check_pin_first {
+                match ch.pin_state() {
+                    Ok(PinState::Verified) => pin_seen_verified = true,
+                    Ok(_) => return Ok(Err(Error::PinRequired { slot })),
+                    Err(Error::UnexpectedStatus { sw, .. }) if is_wrong_applet(sw) => {
+                        ch.select_piv()?;
+                        match ch.pin_state()? {
+                            PinState::Verified => pin_seen_verified = true,
+                            _ => return Ok(Err(Error::PinRequired { slot })),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             if let Some(pin) = pin {
                 // The PIN goes only to the PIV applet: SELECT first, then
                 // VERIFY and GENERAL AUTHENTICATE with nothing in between.
@@ -464,6 +491,12 @@ impl Token for HardwareToken {
                 })),
             }
         });
+        if pin_seen_verified {
+            self.pin_verified = true;
+        }
+        if matches!(outcome, Ok(Err(Error::PinRequired { .. }))) {
+            self.pin_verified = false;
+        }
         match outcome {
             Ok(Ok(signature)) => {
                 if touch_policy == TouchPolicy::Cached && needs_touch {
@@ -502,10 +535,12 @@ impl Token for HardwareToken {
     }
 
     fn verify_pin(&mut self, pin: &Pin) -> Result<()> {
-        self.run(|ch| {
+        let result = self.run(|ch| {
             ch.select_piv()?;
             ch.verify_pin(pin)
-        })
+        });
+        self.pin_verified = result.is_ok();
+        result
     }
 
     fn retry_counters(&mut self) -> Result<RetryCounters> {
@@ -600,6 +635,7 @@ impl Token for HardwareToken {
     fn reset(&mut self) -> Result<()> {
         self.keys.clear();
         self.touched.clear();
+        self.pin_verified = false;
         self.run(|ch| reselecting(ch, |ch| ch.reset()))
     }
 }
