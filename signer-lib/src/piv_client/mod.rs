@@ -80,7 +80,10 @@
 //! RESPONSE). Outside the steady state: the first signature after a
 //! (re)connection adds GET METADATA for the slot; with policy `once` after a
 //! reset it costs GENERAL AUTHENTICATE (6982), SELECT + VERIFY (with the PIN
-//! the card accepted last), GENERAL AUTHENTICATE.
+//! the card accepted last), GENERAL AUTHENTICATE. For a touch key with
+//! policy `once`, the first signature of a connection asks the PIN state
+//! (VERIFY without data) before announcing the touch, so the operator is
+//! never asked to touch a card that is about to refuse for the PIN.
 
 pub mod commands;
 pub mod discovery;

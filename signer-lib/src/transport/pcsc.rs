@@ -103,7 +103,7 @@ pub struct PcscTransport {
     reader: String,
     card: Option<pcsc::Card>,
     // Declared after `card` so the card is disconnected first.
-    context: Context,
+    _context: Context,
     sharing_wait: Duration,
 }
 
@@ -139,7 +139,7 @@ impl PcscTransport {
         Ok(PcscTransport {
             reader: reader.to_string(),
             card: Some(card),
-            context,
+            _context: context,
             sharing_wait,
         })
     }
@@ -163,11 +163,6 @@ impl PcscTransport {
                 Err(map_error(e, &self.reader))
             }
         }
-    }
-
-    /// Whether the context is still valid (pcscd reachable).
-    pub fn is_context_valid(&self) -> bool {
-        self.context.is_valid().is_ok()
     }
 }
 
