@@ -336,3 +336,42 @@ sandboxed_test!(
         assert_eq!(s.session.token().retry_counters().unwrap().pin, 3);
     }
 );
+
+sandboxed_test!(
+    fn another_process_yubico_piv_tool_uses_the_card_in_between(sandbox) {
+        let reader = sandbox.reader(0).clone();
+        let mut s = setup(
+            &reader,
+            TouchSetup::approve(),
+            PinPolicy::Once,
+            TouchPolicy::Never,
+            PinSource::Fixed(pin("123456")),
+        );
+        sign(&mut s, b"first").unwrap();
+        for round in 0..2 {
+            let out = sandbox
+                .command("yubico-piv-tool")
+                .arg("--reader")
+                .arg(&reader.name)
+                .args(["-a", "status"])
+                .output()
+                .expect("yubico-piv-tool (package yubico-piv-tool) is needed");
+            assert!(
+                out.status.success(),
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            take_log(&s.card.log);
+            // yubico-piv-tool 2.2.0 resets the card when it exits
+            // (SCARD_RESET_CARD): our request in flight sees the reset.
+            let first = sign(&mut s, b"after the other process");
+            assert!(matches!(first, Err(Error::CardReset)), "round {round}: {first:?}");
+            assert!(take_log(&s.card.log).is_empty(), "nothing sent to a reset card");
+            sign(&mut s, b"retry").unwrap();
+            let log = take_log(&s.card.log);
+            assert_eq!(count(&log, ins::VERIFY), 1, "one re-verify: {log:02X?}");
+            assert_eq!(s.session.token().retry_counters().unwrap().pin, 3);
+        }
+    }
+);
