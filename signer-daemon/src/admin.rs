@@ -443,6 +443,11 @@ fn keygen_hardware(args: &KeygenArgs, serial: Option<u32>) -> CliResult {
     print_key(&info)?;
     eprintln!("generated {}", describe_key(&info));
     eprintln!("key id: {}", info.key_id);
+    eprintln!(
+        "note: no certificate was written to slot {} yet; tools that list keys by their \
+         certificate (ykman, PKCS#11) will not show it until one is stored",
+        args.slot
+    );
     Ok(())
 }
 

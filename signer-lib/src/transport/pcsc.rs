@@ -19,6 +19,12 @@
 //!   reader gone → [`Error::CardRemoved`]; pcscd gone or restarted (stale
 //!   handles) → [`Error::Unavailable`]. The caller drops the transport and
 //!   connects again on the next request (a new PC/SC context each time).
+//!
+//! Known limit: pcsc-lite's `SCardBeginTransaction` has no timeout. While
+//! another *shared* client holds a transaction, ours waits for it (measured:
+//! it returns as soon as the other ends its transaction); a client that never
+//! ends its transaction blocks this one. Only the exclusive-connection case
+//! (scdaemon's default) is bounded by [`DEFAULT_SHARING_WAIT`].
 
 use std::ffi::CString;
 use std::time::{Duration, Instant};
