@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use sha2::Digest;
 use signer_lib::emulator::{EmulatedToken, InitOptions, OpenOptions, TouchMode};
 use signer_lib::selector::OpenConfig;
-use signer_lib::session::{PinSource, SigningSession};
+use signer_lib::session::{PinKeeper, PinSource, SigningSession};
 use signer_lib::{
     Algorithm, FirmwareVersion, HashAlgorithm, KeyInfo, ManagementKey, ManagementKeyAlgorithm,
     PinPolicy, SlotId, Token, TokenEvent, TokenSelector, TouchPolicy,
@@ -164,6 +164,11 @@ pub struct KeygenArgs {
     /// Where the management key comes from.
     #[command(flatten)]
     pub mgmt: MgmtKeyArgs,
+    /// File holding the PIN (YubiKey: for a PIN-protected management key and
+    /// to sign the slot's self-signed certificate). Otherwise $SIGNER_PIN,
+    /// otherwise a prompt on a terminal.
+    #[arg(long, value_name = "FILE")]
+    pub pin_file: Option<PathBuf>,
 }
 
 /// `signer-daemon pubkey`
@@ -275,30 +280,92 @@ fn management_key(
         .mgmt_key_alg
         .or(hint)
         .unwrap_or(ManagementKeyAlgorithm::Aes192);
+    match explicit_management_key(args, algorithm)? {
+        Some(key) => Ok(key),
+        None => default_management_key(algorithm),
+    }
+}
+
+/// The management key from `--mgmt-key-file` or `$SIGNER_MGMT_KEY`, if one
+/// is given.
+fn explicit_management_key(
+    args: &MgmtKeyArgs,
+    algorithm: ManagementKeyAlgorithm,
+) -> CliResult<Option<ManagementKey>> {
     let key = if let Some(path) = &args.mgmt_key_file {
         let text = read_secret_file(path)?;
-        ManagementKey::from_hex(algorithm, &text)?
+        ManagementKey::from_hex(algorithm, text.trim())?
     } else if let Some(value) = std::env::var_os(MGMT_KEY_ENV) {
         let text = Zeroizing::new(
             value
                 .into_string()
                 .map_err(|_| CliError::Usage(format!("${MGMT_KEY_ENV} is not text")))?,
         );
-        ManagementKey::from_hex(algorithm, &text)?
+        ManagementKey::from_hex(algorithm, text.trim())?
     } else {
-        eprintln!(
-            "WARNING: no management key given (--mgmt-key-file or ${MGMT_KEY_ENV}): using the \
-             publicly known FACTORY DEFAULT management key. Anyone with the token can replace \
-             its keys. Change it before the token holds a key that matters."
-        );
-        return Ok(ManagementKey::default_for(algorithm)?);
+        return Ok(None);
     };
     if key.is_default() {
         eprintln!(
             "WARNING: the management key given is the publicly known factory default; change it."
         );
     }
-    Ok(key)
+    Ok(Some(key))
+}
+
+fn default_management_key(algorithm: ManagementKeyAlgorithm) -> CliResult<ManagementKey> {
+    eprintln!(
+        "WARNING: no management key given (--mgmt-key-file or ${MGMT_KEY_ENV}) and none stored \
+         PIN-protected on the token: using the publicly known FACTORY DEFAULT management key. \
+         Anyone with the token can replace its keys. Change it before the token holds a key \
+         that matters (e.g. `ykman piv access change-management-key --generate --protect`)."
+    );
+    Ok(ManagementKey::default_for(algorithm)?)
+}
+
+/// The management key for a YubiKey, in this order: `--mgmt-key-file`,
+/// `$SIGNER_MGMT_KEY` (hex), the key stored PIN-protected on the token the
+/// way ykman stores it (needs the PIN: `--pin-file`, `$SIGNER_PIN` or a
+/// prompt), or the factory default with a warning. The algorithm comes
+/// from `--mgmt-key-alg` or the token's management-key metadata (AES-192 on
+/// firmware 5.7+, 3DES before).
+fn hardware_management_key(
+    args: &MgmtKeyArgs,
+    token: &mut signer_lib::piv_client::HardwareToken,
+    pins: &mut PinKeeper,
+) -> CliResult<ManagementKey> {
+    let algorithm = match args.mgmt_key_alg {
+        Some(a) => a,
+        None => signer_lib::piv_client::management_key_algorithm(token)?,
+    };
+    if let Some(key) = explicit_management_key(args, algorithm)? {
+        return Ok(key);
+    }
+    if token.management_key_is_pin_protected()? {
+        eprintln!(
+            "using the management key stored PIN-protected on the token (as ykman stores it)"
+        );
+        let pin = pins.next_pin(None)?;
+        let outcome = token.pin_protected_management_key(&pin);
+        match &outcome {
+            Ok(_) => pins.record(&pin, &Ok(())),
+            Err(signer_lib::Error::WrongPin { retries_left }) => pins.record(
+                &pin,
+                &Err(signer_lib::Error::WrongPin {
+                    retries_left: *retries_left,
+                }),
+            ),
+            Err(signer_lib::Error::PinBlocked) => {
+                pins.record(&pin, &Err(signer_lib::Error::PinBlocked))
+            }
+            Err(_) => {}
+        }
+        return match outcome? {
+            Some(key) => Ok(key),
+            None => default_management_key(algorithm),
+        };
+    }
+    default_management_key(algorithm)
 }
 
 fn print_key(key: &KeyInfo) -> CliResult {
@@ -334,6 +401,9 @@ pub fn keygen(args: KeygenArgs) -> CliResult {
         )));
     }
     warn_emulated(&args.token);
+    if let TokenSelector::YubiKey { serial } = &args.token {
+        return keygen_hardware(&args, *serial);
+    }
     let config = open_config()?;
     let (mut token, hint): (Box<dyn Token>, Option<ManagementKeyAlgorithm>) = match &args.token {
         sel @ TokenSelector::Emulated(_) => {
@@ -350,6 +420,34 @@ pub fn keygen(args: KeygenArgs) -> CliResult {
     print_key(&info)?;
     eprintln!("generated {}", describe_key(&info));
     eprintln!("key id: {}", info.key_id);
+    Ok(())
+}
+
+/// `keygen` on a YubiKey: management key from its sources (see
+/// [`hardware_management_key`]), GENERATE, then a self-signed certificate
+/// in the slot so other tools (ykman, PKCS#11, OpenSC) see the key.
+fn keygen_hardware(args: &KeygenArgs, serial: Option<u32>) -> CliResult {
+    let mut token = signer_lib::piv_client::open_yubikey(serial)?;
+    let about = token.info()?;
+    eprintln!(
+        "token: YubiKey serial {}, firmware {}, reader {:?}",
+        about.serial,
+        about.firmware,
+        about.reader.as_deref().unwrap_or("?")
+    );
+    let mut pins = PinKeeper::new(PinSource::from_cli(args.pin_file.clone()));
+    let key = hardware_management_key(&args.mgmt, &mut token, &mut pins)?;
+    token.authenticate(&key)?;
+    drop(key);
+    let info = token.generate_key(args.slot, args.alg, args.pin_policy, args.touch_policy)?;
+    print_key(&info)?;
+    eprintln!("generated {}", describe_key(&info));
+    eprintln!("key id: {}", info.key_id);
+    eprintln!(
+        "note: no certificate was written to slot {} yet; tools that list keys by their \
+         certificate (ykman, PKCS#11) will not show it until one is stored",
+        args.slot
+    );
     Ok(())
 }
 

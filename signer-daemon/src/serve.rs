@@ -176,6 +176,20 @@ pub fn token_opener(selector: &str) -> Result<(TokenSelector, TokenOpener), Erro
     let parsed: TokenSelector = selector.parse()?;
     let config = open_config()?;
     let sel = parsed.clone();
+    if let TokenSelector::YubiKey { serial: None } = parsed {
+        // `yubikey` means "the only one" at start-up; once opened, the
+        // daemon sticks to that token's serial, so a reconnection never
+        // lands on another YubiKey plugged in meanwhile.
+        let mut pinned: Option<u32> = None;
+        return Ok((
+            parsed,
+            Box::new(move || {
+                let token = signer_lib::piv_client::open_yubikey(pinned)?;
+                pinned = Some(token.serial());
+                Ok(Box::new(token) as Box<dyn signer_lib::Token>)
+            }),
+        ));
+    }
     Ok((parsed, Box::new(move || sel.open(&config))))
 }
 

@@ -7,6 +7,8 @@
 //! - [`Token`]: the one trait every backend implements.
 //! - [`piv`]: the PIV card protocol as bytes (APDUs, TLV, constants), shared by
 //!   the PIV client and the emulator. No I/O.
+//! - [`piv_client`]: the PIV client and [`piv_client::HardwareToken`], real
+//!   YubiKeys over PC/SC.
 //! - [`session`]: PIN sources and PIN-policy-driven signing that never retries a rejected PIN.
 //! - [`secret`]: PIN, PUK and management key types (zeroized, never printed).
 //! - [`emulator`]: the software-emulated YubiKey PIV token (tests and CI only).
@@ -25,6 +27,7 @@ pub mod emulator;
 pub mod error;
 pub mod model;
 pub mod piv;
+pub mod piv_client;
 pub mod secret;
 pub mod selector;
 pub mod session;

@@ -38,12 +38,9 @@ impl TokenSelector {
     pub fn open(&self, config: &OpenConfig) -> Result<Box<dyn Token>> {
         match self {
             TokenSelector::Emulated(_) => Ok(Box::new(self.open_emulated(config)?)),
-            TokenSelector::YubiKey { .. } => Err(Error::NotSupported {
-                what: format!(
-                    "token {self}: the YubiKey (PC/SC) backend is not built yet; \
-                     use emulated:FILE for now"
-                ),
-            }),
+            TokenSelector::YubiKey { serial } => {
+                Ok(Box::new(crate::piv_client::open_yubikey(*serial)?))
+            }
         }
     }
 
@@ -152,16 +149,6 @@ mod tests {
                 ),
                 "{bad:?}"
             );
-        }
-    }
-
-    #[test]
-    fn yubikey_says_the_backend_is_not_built_yet() {
-        let sel: TokenSelector = "yubikey:123".parse().unwrap();
-        match sel.open(&OpenConfig::default()) {
-            Err(Error::NotSupported { what }) => assert!(what.contains("not built yet"), "{what}"),
-            Err(e) => panic!("unexpected error {e}"),
-            Ok(_) => panic!("opened a yubikey?"),
         }
     }
 }

@@ -23,11 +23,13 @@
 pub mod attestation_check;
 pub mod emulated;
 pub mod fixture;
+pub mod hardware;
 pub mod suite;
 pub mod verify;
 
 pub use emulated::EmulatedFixture;
 pub use fixture::{Capabilities, TokenFixture, TouchSetup};
+pub use hardware::LoopbackFixture;
 
 /// The suite's cases, each a function in [`suite`]. Calls
 /// `$crate::$callback!{ [args] case, case, ... }`.

@@ -809,7 +809,13 @@ fn session_inner(
                     lost("vpcd closed the connection".into(), attached)
                 };
             }
-            Ok(n) => reader.push(&buf[..n]),
+            Ok(n) => {
+                // vpcd sends a frame's length and its body in two writes
+                // with Nagle on: without an immediate ACK (Linux re-arms
+                // delayed ACK after each read) every APDU waited ~40 ms.
+                let _ = rustix::net::sockopt::set_tcp_quickack(stream, true);
+                reader.push(&buf[..n])
+            }
             Err(e)
                 if matches!(
                     e.kind(),
