@@ -1,0 +1,135 @@
+//! Trust anchors for attestation: which roots end a chain, and which
+//! intermediates may sit between a device certificate and a root.
+
+use der::Decode;
+use x509_cert::Certificate;
+
+use crate::error::{Error, Result};
+
+/// Yubico's "PIV Root CA Serial 263751": issues the f9 device certificate of
+/// YubiKeys before firmware 5.7.4.
+pub const YUBICO_PIV_ROOT_CA_PEM: &str = include_str!("../../trust/yubico-piv-root-ca-263751.pem");
+/// Yubico's "Attestation Root 1" (2024 PKI), for firmware 5.7.4 and later.
+pub const YUBICO_ATTESTATION_ROOT_1_PEM: &str =
+    include_str!("../../trust/yubico-attestation-root-1.pem");
+/// "Yubico PIV Attestation A 1/B 1" and "Yubico Attestation Intermediate
+/// A 1/B 1": the intermediates between a 5.7.4+ f9 certificate and Root 1.
+pub const YUBICO_PIV_INTERMEDIATES_PEM: &str =
+    include_str!("../../trust/yubico-piv-intermediates-5.7.4.pem");
+
+/// A trusted certificate with its name for verdicts.
+#[derive(Clone, Debug)]
+pub struct Anchor {
+    /// Where it comes from ("Yubico", "emulated token", a file path).
+    pub source: String,
+    /// DER.
+    pub der: Vec<u8>,
+    /// Parsed.
+    pub(crate) cert: Certificate,
+}
+
+/// The roots an attestation chain may end in, and the intermediates that
+/// may be used to reach them (intermediates are not trusted by themselves).
+#[derive(Clone, Debug, Default)]
+pub struct TrustAnchors {
+    pub(crate) roots: Vec<Anchor>,
+    pub(crate) intermediates: Vec<Anchor>,
+}
+
+/// Every `CERTIFICATE` block of a PEM text, as DER.
+pub fn pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let end_marker = "-----END CERTIFICATE-----";
+    let mut rest = pem;
+    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let end = rest[start..]
+            .find(end_marker)
+            .ok_or_else(|| Error::Certificate {
+                reason: "unterminated PEM CERTIFICATE block".into(),
+            })?
+            + start
+            + end_marker.len();
+        let (_, der) = pem_rfc7468::decode_vec(&rest.as_bytes()[start..end]).map_err(|e| {
+            Error::Certificate {
+                reason: format!("bad PEM block: {e}"),
+            }
+        })?;
+        out.push(der);
+        rest = &rest[end..];
+    }
+    if out.is_empty() {
+        return Err(Error::Certificate {
+            reason: "no PEM CERTIFICATE block".into(),
+        });
+    }
+    Ok(out)
+}
+
+fn anchor(source: &str, der: Vec<u8>) -> Result<Anchor> {
+    let cert = Certificate::from_der(&der).map_err(|e| Error::Certificate {
+        reason: format!("{source}: not a DER certificate: {e}"),
+    })?;
+    Ok(Anchor {
+        source: source.to_string(),
+        der,
+        cert,
+    })
+}
+
+impl TrustAnchors {
+    /// No anchors: nothing is trusted.
+    pub fn empty() -> Self {
+        TrustAnchors::default()
+    }
+
+    /// Yubico's attestation roots and 5.7.4+ intermediates, as shipped in
+    /// `signer-lib/trust/` (see its README for fingerprints).
+    pub fn yubico() -> Result<Self> {
+        let mut anchors = TrustAnchors::empty();
+        anchors.add_root_pem("Yubico", YUBICO_PIV_ROOT_CA_PEM)?;
+        anchors.add_root_pem("Yubico", YUBICO_ATTESTATION_ROOT_1_PEM)?;
+        for der in pem_certificates(YUBICO_PIV_INTERMEDIATES_PEM)? {
+            anchors.add_intermediate_der("Yubico", der)?;
+        }
+        Ok(anchors)
+    }
+
+    /// Trust a root (DER). `source` names it in verdicts.
+    pub fn add_root_der(&mut self, source: &str, der: Vec<u8>) -> Result<()> {
+        self.roots.push(anchor(source, der)?);
+        Ok(())
+    }
+
+    /// Trust every certificate of a PEM text as a root.
+    pub fn add_root_pem(&mut self, source: &str, pem: &str) -> Result<()> {
+        for der in pem_certificates(pem)? {
+            self.add_root_der(source, der)?;
+        }
+        Ok(())
+    }
+
+    /// Allow an intermediate (DER) on the way to a root.
+    pub fn add_intermediate_der(&mut self, source: &str, der: Vec<u8>) -> Result<()> {
+        self.intermediates.push(anchor(source, der)?);
+        Ok(())
+    }
+
+    /// The trusted roots (DER).
+    pub fn roots(&self) -> impl Iterator<Item = &[u8]> {
+        self.roots.iter().map(|a| a.der.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yubico_anchors_load() {
+        let a = TrustAnchors::yubico().unwrap();
+        assert_eq!(a.roots.len(), 2);
+        assert_eq!(a.intermediates.len(), 4);
+        assert!(pem_certificates("nothing").is_err());
+        assert!(pem_certificates("-----BEGIN CERTIFICATE-----\nAAAA").is_err());
+    }
+}
