@@ -8,7 +8,13 @@
 
 use std::path::PathBuf;
 
+use std::time::SystemTime;
+
+use signer_lib::attestation::verify::{Expected, Verdict};
+use signer_lib::attestation::{TrustAnchors, verify_attestation};
 use signer_lib::{Attestation, KeyInfo};
+
+use crate::server::convert::{pin_policy_to_proto, touch_policy_to_proto};
 use signer_proto::v1 as pb;
 
 /// Attestation trust configuration.
@@ -63,14 +69,80 @@ pub fn load_pem_roots(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, String> {
 }
 
 impl AttestationTrust {
-    /// Verify `attestation` of `key` and describe the result.
-    pub fn verdict(&self, _attestation: &Attestation, key: &KeyInfo) -> pb::Verdict {
-        pb::Verdict {
-            trusted: false,
-            problems: vec!["attestation verification is not available in this build".to_string()],
-            slot: key.slot.to_string(),
-            ..Default::default()
+    /// The anchors a verdict is checked against: Yubico's roots and
+    /// intermediates, the configured PEM roots, and the emulated tokens'
+    /// roots only when `trust_emulated_root` is set.
+    pub fn anchors(&self) -> Result<TrustAnchors, signer_lib::Error> {
+        let mut anchors = TrustAnchors::yubico()?;
+        for der in &self.extra_roots {
+            anchors.add_root_der("configured root", der.clone())?;
         }
+        if self.trust_emulated_root {
+            for der in &self.emulated_roots {
+                anchors.add_root_der("emulated token (trust_emulated_root = true)", der.clone())?;
+            }
+        }
+        Ok(anchors)
+    }
+
+    /// Verify `attestation` of `key` on the token `serial` and describe the
+    /// result.
+    pub fn verdict(&self, attestation: &Attestation, key: &KeyInfo, serial: u32) -> pb::Verdict {
+        let anchors = match self.anchors() {
+            Ok(a) => a,
+            Err(e) => {
+                return pb::Verdict {
+                    trusted: false,
+                    problems: vec![format!("the trust anchors cannot be loaded: {e}")],
+                    slot: key.slot.to_string(),
+                    ..Default::default()
+                };
+            }
+        };
+        let v = verify_attestation(
+            attestation,
+            &anchors,
+            SystemTime::now(),
+            &Expected {
+                public_key: Some(&key.public_key.spki_der),
+                slot: Some(key.slot),
+                serial: Some(serial),
+            },
+        );
+        verdict_to_proto(&v)
+    }
+}
+
+/// The protobuf form of a library verdict.
+pub fn verdict_to_proto(v: &Verdict) -> pb::Verdict {
+    pb::Verdict {
+        trusted: v.trusted,
+        problems: v.problems.clone(),
+        chain_der: v.chain.clone(),
+        info: Some(pb::AttestedInfo {
+            serial: v.info.serial,
+            firmware: v
+                .info
+                .firmware
+                .map(|f| format!("{}.{}.{}", f.major, f.minor, f.patch))
+                .unwrap_or_default(),
+            pin_policy: v
+                .info
+                .pin_policy
+                .map_or(pb::PinPolicy::Unspecified, pin_policy_to_proto)
+                as i32,
+            touch_policy: v
+                .info
+                .touch_policy
+                .map_or(pb::TouchPolicy::Unspecified, touch_policy_to_proto)
+                as i32,
+            form_factor: v.info.form_factor.map(|f| f.name()).unwrap_or_default(),
+            fips: v.info.fips,
+            cspn: v.info.cspn,
+        }),
+        attested_public_key_der: v.attested_public_key.clone(),
+        attested_key_id: v.attested_key_id.clone(),
+        slot: v.slot.map(|s| s.to_string()).unwrap_or_default(),
     }
 }
 

@@ -263,7 +263,10 @@ async fn attest(call: &mut Call, request: pb::AttestRequest) -> Result<pb::Attes
             "the token worker answered an attest job with something else",
         ));
     };
-    let verdict = call.daemon.trust.verdict(&att, &resolved.key);
+    let verdict = call
+        .daemon
+        .trust
+        .verdict(&att, &resolved.key, resolved.serial);
     Ok(pb::AttestResponse {
         key: Some(key_to_proto(resolved.serial, &resolved.key)),
         attestation_certificate_der: att.slot_certificate.clone(),
