@@ -14,7 +14,7 @@ use signer_lib::emulator::{EmulatedToken, InitOptions, OpenOptions, TouchMode};
 use signer_lib::selector::OpenConfig;
 use signer_lib::session::{PinKeeper, PinSource, SigningSession};
 use signer_lib::{
-    Algorithm, FirmwareVersion, HashAlgorithm, KeyInfo, ManagementKey, ManagementKeyAlgorithm,
+    Algorithm, FirmwareVersion, HashAlgorithm, KeyInfo, ManagementKey, ManagementKeyAlgorithm, Pin,
     PinPolicy, SlotId, Token, TokenEvent, TokenSelector, TouchPolicy,
 };
 use zeroize::Zeroizing;
@@ -414,12 +414,69 @@ pub fn keygen(args: KeygenArgs) -> CliResult {
         sel => (sel.open(&config)?, None),
     };
     let key = management_key(&args.mgmt, hint)?;
+    let mut pins = PinKeeper::new(PinSource::from_cli(args.pin_file.clone()));
+    // The PIN is needed to self-sign the certificate: ask before generating,
+    // so a missing PIN leaves the slot untouched.
+    let pin = certificate_pin(&args, &mut pins)?;
     token.authenticate(&key)?;
-    drop(key);
     let info = token.generate_key(args.slot, args.alg, args.pin_policy, args.touch_policy)?;
     print_key(&info)?;
     eprintln!("generated {}", describe_key(&info));
     eprintln!("key id: {}", info.key_id);
+    write_self_signed_certificate(token, &info, pin, &key)?;
+    Ok(())
+}
+
+/// The PIN for self-signing the new key's certificate, unless its policy
+/// is `never`.
+fn certificate_pin(args: &KeygenArgs, pins: &mut PinKeeper) -> CliResult<Option<Pin>> {
+    if args.pin_policy.resolve(args.slot) == PinPolicy::Never {
+        return Ok(None);
+    }
+    match pins.next_pin(Some(args.slot)) {
+        Ok(pin) => Ok(Some(pin)),
+        Err(signer_lib::Error::PinRequired { .. }) => Err(CliError::Other(format!(
+            "keygen self-signs a certificate for the new key in slot {}, whose PIN policy \
+             needs the PIN: give it with --pin-file FILE or $SIGNER_PIN (nothing was generated)",
+            args.slot
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Self-sign a certificate for the new key on the token (PIN and touch
+/// policies apply) and store it in the slot, as ykman and yubico-piv-tool
+/// do, so that tools listing keys by certificate (PKCS#11, ykman) see it.
+fn write_self_signed_certificate<T: Token>(
+    token: T,
+    info: &signer_lib::KeyInfo,
+    pin: Option<Pin>,
+    management_key: &ManagementKey,
+) -> CliResult {
+    let mut signer =
+        signer_lib::signer::TokenSigner::new(token, info.slot)?.with_events(|event| match event {
+            TokenEvent::TouchRequired { slot, timeout } => eprintln!(
+                "Touch your YubiKey now to self-sign the certificate (slot {slot}; waiting up to {} s)",
+                timeout.as_secs()
+            ),
+        });
+    if let Some(pin) = pin {
+        signer = signer.with_pin(pin);
+    }
+    let subject = format!("signer-daemon {} key {}", info.slot, &info.key_id[..16]);
+    let (certificate, mut token) = signer_lib::signer::self_signed_certificate(
+        signer,
+        &subject,
+        std::time::Duration::from_secs(20 * 365 * 24 * 3600),
+    )?;
+    // Selecting the applet for the PIN clears the management-key
+    // authentication on a YubiKey: authenticate again for PUT DATA.
+    token.authenticate(management_key)?;
+    token.put_certificate(info.slot, &certificate)?;
+    eprintln!(
+        "wrote a self-signed certificate (CN={subject}) to slot {}",
+        info.slot
+    );
     Ok(())
 }
 
@@ -437,17 +494,13 @@ fn keygen_hardware(args: &KeygenArgs, serial: Option<u32>) -> CliResult {
     );
     let mut pins = PinKeeper::new(PinSource::from_cli(args.pin_file.clone()));
     let key = hardware_management_key(&args.mgmt, &mut token, &mut pins)?;
+    let pin = certificate_pin(args, &mut pins)?;
     token.authenticate(&key)?;
-    drop(key);
     let info = token.generate_key(args.slot, args.alg, args.pin_policy, args.touch_policy)?;
     print_key(&info)?;
     eprintln!("generated {}", describe_key(&info));
     eprintln!("key id: {}", info.key_id);
-    eprintln!(
-        "note: no certificate was written to slot {} yet; tools that list keys by their \
-         certificate (ykman, PKCS#11) will not show it until one is stored",
-        args.slot
-    );
+    write_self_signed_certificate(token, &info, pin, &key)?;
     Ok(())
 }
 

@@ -122,7 +122,12 @@ impl Fixture {
                 "--touch-policy",
                 touch,
             ],
-            &[],
+            &[("SIGNER_PIN", "123456")],
+        );
+        assert!(
+            r.stderr.contains("wrote a self-signed certificate"),
+            "{}",
+            r.stderr
         );
         let pem = self.path(&format!("{slot}.pem"));
         std::fs::write(&pem, &r.stdout).unwrap();
@@ -309,7 +314,15 @@ fn management_key_sources() {
     let f = fixture();
     f.init(&["--mgmt-key-alg", "tdes"]);
     let base = [
-        "keygen", "--token", &f.token, "--slot", "9a", "--alg", "p256",
+        "keygen",
+        "--token",
+        &f.token,
+        "--slot",
+        "9a",
+        "--alg",
+        "p256",
+        "--pin-policy",
+        "never",
     ];
     // Default key: works, with a loud warning.
     let r = ok(&base, &[]);
@@ -464,4 +477,75 @@ fn a_corrupt_state_file_is_reported_and_left_alone() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
     assert_eq!(std::fs::read(&f.state).unwrap(), bytes);
+}
+
+/// keygen stores a self-signed certificate for the new key in the slot:
+/// openssl verifies its self-signature and finds the slot's public key in it;
+/// without a PIN for a PIN-protected key, keygen refuses before generating.
+#[test]
+fn keygen_writes_a_self_signed_certificate_openssl_accepts() {
+    let f = fixture();
+    f.init(&[]);
+    for (slot, alg, pin) in [("9c", "p256", "always"), ("9a", "p384", "once")] {
+        let pem = f.keygen(slot, alg, pin, "always");
+        let mut token = signer_lib::emulator::EmulatedToken::open(
+            &f.state,
+            std::sync::Arc::new(signer_lib::emulator::ApproveTouch),
+        )
+        .unwrap();
+        let key = signer_lib::Token::key(&mut token, slot.parse().unwrap()).unwrap();
+        drop(token);
+        let der = key.certificate.expect("keygen stores a certificate");
+        let cert = f.path(&format!("{slot}-cert.pem"));
+        std::fs::write(
+            &cert,
+            pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, &der).unwrap(),
+        )
+        .unwrap();
+        let out = Command::new("openssl")
+            .args(["verify", "-check_ss_sig", "-CAfile"])
+            .arg(&cert)
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl verify: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-pubkey", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(&pem).unwrap()
+        );
+    }
+    // No PIN source and a PIN-protected key: refused, the slot stays empty.
+    let r = run(
+        &[
+            "keygen",
+            "--token",
+            &f.token,
+            "--slot",
+            "9d",
+            "--alg",
+            "p256",
+            "--pin-policy",
+            "once",
+        ],
+        &[],
+        None,
+    );
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("--pin-file"), "{}", r.stderr);
+    let mut token = signer_lib::emulator::EmulatedToken::open(
+        &f.state,
+        std::sync::Arc::new(signer_lib::emulator::ApproveTouch),
+    )
+    .unwrap();
+    assert!(signer_lib::Token::key(&mut token, signer_lib::SlotId::KeyManagement).is_err());
 }

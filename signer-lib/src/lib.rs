@@ -32,6 +32,7 @@ pub mod piv_client;
 pub mod secret;
 pub mod selector;
 pub mod session;
+pub mod signer;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod token;

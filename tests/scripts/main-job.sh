@@ -28,12 +28,16 @@ socket="$work/run/signer.sock"
 echo "main-job: creating an emulated token (tests and CI only: its keys live in $state)" >&2
 "$daemon" emulated init --state "$state" --serial 10000001 >/dev/null 2>&1
 
-echo "main-job: generating a P-256 key in slot 9c (PIN once, touch always)" >&2
-"$daemon" keygen --token "$token" --slot 9c --alg p256 \
-  --pin-policy once --touch-policy always >"$work/pub.pem" 2>/dev/null
-
 printf '123456\n' >"$work/pin"
 chmod 600 "$work/pin"
+
+echo "main-job: generating a P-256 key in slot 9c (PIN once, touch always) with a self-signed certificate" >&2
+"$daemon" keygen --token "$token" --slot 9c --alg p256 --pin-file "$work/pin" \
+  --pin-policy once --touch-policy always >"$work/pub.pem" 2>"$work/keygen.log" || {
+  echo "main-job: FAILED: keygen:" >&2
+  cat "$work/keygen.log" >&2
+  exit 1
+}
 
 echo "main-job: starting signer-daemon on $socket" >&2
 "$daemon" serve --token "$token" --socket "$socket" --pin-file "$work/pin" \

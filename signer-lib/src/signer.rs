@@ -1,0 +1,382 @@
+//! RustCrypto `signature` adapters over any [`Token`], so Rust callers sign
+//! with a token key through the traits they already use
+//! (`signature::Signer`, `signature::Keypair`), and [`self_signed_certificate`]
+//! for keygen.
+//!
+//! ```no_run
+//! # fn demo(token: impl signer_lib::Token) -> Result<(), Box<dyn std::error::Error>> {
+//! use signature::{Keypair, Signer, Verifier};
+//! let signer = signer_lib::signer::TokenSigner::new(token, signer_lib::SlotId::Signature)?
+//!     .p256()?;
+//! let signature: p256::ecdsa::Signature = signer.try_sign(b"root.json")?;
+//! signer.verifying_key().verify(b"root.json", &signature)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Every signature the token returns is verified against the slot's public
+//! key before it is handed out: a faulty card or a key swapped behind our
+//! back yields an error, never a bad signature. A PIN given with
+//! [`TokenSigner::with_pin`] is sent with each signature (PIN policy
+//! `always`); once the token rejects it, it is dropped and never sent again
+//! ([`Error::PinRejectedEarlier`]).
+
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use der::Encode;
+use der::asn1::OctetString;
+use signature::hazmat::PrehashVerifier;
+use spki::{
+    AlgorithmIdentifier, AssociatedAlgorithmIdentifier, DecodePublicKey,
+    SignatureAlgorithmIdentifier,
+};
+use x509_cert::builder::profile::BuilderProfile;
+use x509_cert::builder::{Builder, CertificateBuilder};
+use x509_cert::certificate::TbsCertificate;
+use x509_cert::ext::Extension;
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::Validity;
+
+use crate::error::{Error, Result};
+use crate::model::{Algorithm, HashAlgorithm, PublicKey, SlotId};
+use crate::secret::Pin;
+use crate::token::{SignRequest, Token, TokenEvent};
+
+struct Inner<T> {
+    token: T,
+    pin: Option<Pin>,
+    rejected: Option<u8>,
+}
+
+/// One slot of a token as a signer (any curve). Use [`TokenSigner::p256`] or
+/// [`TokenSigner::p384`] for the typed RustCrypto traits.
+pub struct TokenSigner<T: Token> {
+    inner: Mutex<Inner<T>>,
+    slot: SlotId,
+    public: PublicKey,
+    events: Option<fn(TokenEvent)>,
+}
+
+impl<T: Token> TokenSigner<T> {
+    /// The key in `slot` of `token`. [`Error::KeyNotFound`] when empty.
+    pub fn new(mut token: T, slot: SlotId) -> Result<Self> {
+        let public = token.public_key(slot)?;
+        Ok(TokenSigner {
+            inner: Mutex::new(Inner {
+                token,
+                pin: None,
+                rejected: None,
+            }),
+            slot,
+            public,
+            events: None,
+        })
+    }
+
+    /// Send this PIN immediately before each signature (PIN policy
+    /// `always`). Dropped, never resent, once the token rejects it.
+    pub fn with_pin(self, pin: Pin) -> Self {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.pin = Some(pin);
+        }
+        self
+    }
+
+    /// Call `events` before the token blocks (e.g. print "touch your
+    /// YubiKey").
+    pub fn with_events(mut self, events: fn(TokenEvent)) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// The slot's public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The slot.
+    pub fn slot(&self) -> SlotId {
+        self.slot
+    }
+
+    /// Give the token back.
+    pub fn into_inner(self) -> T {
+        match self.inner.into_inner() {
+            Ok(inner) => inner.token,
+            Err(poisoned) => poisoned.into_inner().token,
+        }
+    }
+
+    /// Sign a prehashed digest; returns the DER signature, verified.
+    pub fn sign_digest(&self, hash: HashAlgorithm, digest: &[u8]) -> Result<Vec<u8>> {
+        let mut inner = self.inner.lock().map_err(|_| Error::Protocol {
+            reason: "a previous signature panicked while holding the token".into(),
+        })?;
+        if let Some(retries_left) = inner.rejected {
+            return Err(Error::PinRejectedEarlier {
+                source_description: "the PIN given to TokenSigner::with_pin".into(),
+                retries_left,
+            });
+        }
+        let Inner { token, pin, .. } = &mut *inner;
+        let events = self.events;
+        let result = token.sign(
+            &SignRequest {
+                slot: self.slot,
+                hash,
+                digest,
+                pin: pin.as_ref(),
+            },
+            &mut |e| {
+                if let Some(f) = events {
+                    f(e)
+                }
+            },
+        );
+        match result {
+            Ok(der) => {
+                verify(&self.public, digest, &der)?;
+                Ok(der)
+            }
+            Err(Error::WrongPin { retries_left }) => {
+                inner.pin = None;
+                inner.rejected = Some(retries_left);
+                Err(Error::WrongPin { retries_left })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// As a P-256 signer; [`Error::UnsupportedAlgorithm`] for another key.
+    pub fn p256(self) -> Result<P256Signer<T>> {
+        match self.public.algorithm {
+            Algorithm::EccP256 => {
+                let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&self.public.spki_der)
+                    .map_err(|e| crypto(format!("P-256 public key: {e}")))?;
+                Ok(P256Signer { inner: self, vk })
+            }
+            other => Err(Error::UnsupportedAlgorithm {
+                algorithm: other.name().into(),
+            }),
+        }
+    }
+
+    /// As a P-384 signer; [`Error::UnsupportedAlgorithm`] for another key.
+    pub fn p384(self) -> Result<P384Signer<T>> {
+        match self.public.algorithm {
+            Algorithm::EccP384 => {
+                let vk = p384::ecdsa::VerifyingKey::from_public_key_der(&self.public.spki_der)
+                    .map_err(|e| crypto(format!("P-384 public key: {e}")))?;
+                Ok(P384Signer { inner: self, vk })
+            }
+            other => Err(Error::UnsupportedAlgorithm {
+                algorithm: other.name().into(),
+            }),
+        }
+    }
+}
+
+fn crypto(reason: String) -> Error {
+    Error::Crypto { reason }
+}
+
+/// Check a DER signature over `digest` with `public`.
+fn verify(public: &PublicKey, digest: &[u8], der: &[u8]) -> Result<()> {
+    let bad = |e: &dyn std::fmt::Display| {
+        crypto(format!(
+            "the token returned a signature that does not verify with the slot's key: {e}"
+        ))
+    };
+    match public.algorithm {
+        Algorithm::EccP256 => {
+            let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&public.spki_der)
+                .map_err(|e| bad(&e))?;
+            let sig = p256::ecdsa::DerSignature::try_from(der).map_err(|e| bad(&e))?;
+            vk.verify_prehash(digest, &sig).map_err(|e| bad(&e))
+        }
+        Algorithm::EccP384 => {
+            let vk = p384::ecdsa::VerifyingKey::from_public_key_der(&public.spki_der)
+                .map_err(|e| bad(&e))?;
+            let sig = p384::ecdsa::DerSignature::try_from(der).map_err(|e| bad(&e))?;
+            vk.verify_prehash(digest, &sig).map_err(|e| bad(&e))
+        }
+        other => Err(Error::UnsupportedAlgorithm {
+            algorithm: other.name().into(),
+        }),
+    }
+}
+
+fn to_sig_error(e: Error) -> signature::Error {
+    signature::Error::from_source(e)
+}
+
+macro_rules! curve_signer {
+    ($name:ident, $curve:ident, $hash:ident, $digest:ty, $doc:literal) => {
+        #[doc = $doc]
+        pub struct $name<T: Token> {
+            inner: TokenSigner<T>,
+            vk: $curve::ecdsa::VerifyingKey,
+        }
+
+        impl<T: Token> $name<T> {
+            /// The untyped signer.
+            pub fn into_inner(self) -> TokenSigner<T> {
+                self.inner
+            }
+
+            fn der(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, signature::Error> {
+                use sha2::Digest;
+                let digest = <$digest>::digest(msg);
+                self.inner
+                    .sign_digest(HashAlgorithm::$hash, &digest)
+                    .map_err(to_sig_error)
+            }
+        }
+
+        impl<T: Token> signature::Keypair for $name<T> {
+            type VerifyingKey = $curve::ecdsa::VerifyingKey;
+            fn verifying_key(&self) -> Self::VerifyingKey {
+                self.vk
+            }
+        }
+
+        impl<T: Token> signature::Signer<$curve::ecdsa::DerSignature> for $name<T> {
+            fn try_sign(
+                &self,
+                msg: &[u8],
+            ) -> std::result::Result<$curve::ecdsa::DerSignature, signature::Error> {
+                $curve::ecdsa::DerSignature::try_from(self.der(msg)?.as_slice())
+            }
+        }
+
+        impl<T: Token> signature::Signer<$curve::ecdsa::Signature> for $name<T> {
+            fn try_sign(
+                &self,
+                msg: &[u8],
+            ) -> std::result::Result<$curve::ecdsa::Signature, signature::Error> {
+                $curve::ecdsa::Signature::from_der(&self.der(msg)?)
+            }
+        }
+
+        impl<T: Token> SignatureAlgorithmIdentifier for $name<T> {
+            type Params = der::AnyRef<'static>;
+            const SIGNATURE_ALGORITHM_IDENTIFIER: AlgorithmIdentifier<Self::Params> =
+                $curve::ecdsa::Signature::ALGORITHM_IDENTIFIER;
+        }
+    };
+}
+
+curve_signer!(
+    P256Signer,
+    p256,
+    Sha256,
+    sha2::Sha256,
+    "A P-256 token key as a RustCrypto signer (ECDSA with SHA-256)."
+);
+curve_signer!(
+    P384Signer,
+    p384,
+    Sha384,
+    sha2::Sha384,
+    "A P-384 token key as a RustCrypto signer (ECDSA with SHA-384)."
+);
+
+/// A leaf profile with a fixed subject = issuer and no extensions beyond
+/// what the builder adds.
+struct SelfSigned {
+    name: Name,
+}
+
+impl BuilderProfile for SelfSigned {
+    fn get_issuer(&self, _subject: &Name) -> Name {
+        self.name.clone()
+    }
+    fn get_subject(&self) -> Name {
+        self.name.clone()
+    }
+    fn build_extensions(
+        &self,
+        _spk: spki::SubjectPublicKeyInfoRef<'_>,
+        _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
+        _tbs: &TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
+        // basicConstraints CA:FALSE, as ykman's self-signed slot certificates.
+        let value = x509_cert::ext::pkix::BasicConstraints {
+            ca: false,
+            path_len_constraint: None,
+        }
+        .to_der()?;
+        Ok(vec![Extension {
+            extn_id: der::asn1::ObjectIdentifier::new_unwrap("2.5.29.19"),
+            critical: true,
+            extn_value: OctetString::new(value)?,
+        }])
+    }
+}
+
+fn cert_error(e: impl std::fmt::Display) -> Error {
+    Error::Certificate {
+        reason: e.to_string(),
+    }
+}
+
+/// A self-signed X.509 certificate (DER) for the signer's key, subject
+/// `CN=<subject_cn>`, valid from a day ago for `validity`. Signed on the
+/// token: the key's PIN and touch policies apply (a touch-required key asks
+/// for a touch). Stored in the slot, it lets other tools (ykman, PKCS#11)
+/// see the key.
+pub fn self_signed_certificate<T: Token>(
+    signer: TokenSigner<T>,
+    subject_cn: &str,
+    validity: Duration,
+) -> Result<(Vec<u8>, T)> {
+    let escaped: String = subject_cn
+        .chars()
+        .flat_map(|c| {
+            let escape = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=');
+            escape.then_some('\\').into_iter().chain(std::iter::once(c))
+        })
+        .collect();
+    let name = Name::from_str(&format!("CN={escaped}")).map_err(cert_error)?;
+    let now = std::time::SystemTime::now();
+    let day = Duration::from_secs(24 * 3600);
+    let validity = Validity::new(
+        x509_cert::time::Time::try_from(now - day).map_err(cert_error)?,
+        x509_cert::time::Time::try_from(now + validity).map_err(cert_error)?,
+    );
+    let mut serial = [0u8; 16];
+    getrandom::fill(&mut serial).map_err(|e| crypto(format!("no randomness: {e}")))?;
+    serial[0] = (serial[0] & 0x7f) | 0x01;
+    let serial = SerialNumber::new(&serial).map_err(cert_error)?;
+    let spki = spki::SubjectPublicKeyInfoOwned::try_from(signer.public.spki_der.as_slice())
+        .map_err(cert_error)?;
+    let builder =
+        CertificateBuilder::new(SelfSigned { name }, serial, validity, spki).map_err(cert_error)?;
+    match signer.public.algorithm {
+        Algorithm::EccP256 => {
+            let s = signer.p256()?;
+            let cert = builder
+                .build::<_, p256::ecdsa::DerSignature>(&s)
+                .map_err(cert_error)?;
+            Ok((
+                cert.to_der().map_err(cert_error)?,
+                s.into_inner().into_inner(),
+            ))
+        }
+        Algorithm::EccP384 => {
+            let s = signer.p384()?;
+            let cert = builder
+                .build::<_, p384::ecdsa::DerSignature>(&s)
+                .map_err(cert_error)?;
+            Ok((
+                cert.to_der().map_err(cert_error)?,
+                s.into_inner().into_inner(),
+            ))
+        }
+        other => Err(Error::UnsupportedAlgorithm {
+            algorithm: other.name().into(),
+        }),
+    }
+}
