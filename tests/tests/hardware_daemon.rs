@@ -94,6 +94,26 @@ sandboxed_test!(
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
         let pub_pem = dir.path().join("9c.pub.pem");
         std::fs::write(&pub_pem, &pem).unwrap();
+        assert!(stderr.contains("Touch your YubiKey now to self-sign"), "{}", text(&out));
+        assert!(stderr.contains("wrote a self-signed certificate"), "{}", text(&out));
+        // A real client sees the key through its certificate: yubico-piv-tool
+        // reads it, and it holds the generated public key.
+        let read = sandbox
+            .command("yubico-piv-tool")
+            .arg("--reader")
+            .arg(&sandbox.reader(0).name)
+            .args(["-a", "read-certificate", "-s", "9c"])
+            .output()
+            .expect("yubico-piv-tool (package yubico-piv-tool) is needed");
+        assert!(read.status.success(), "{}", text(&read));
+        let cert = dir.path().join("9c.cert.pem");
+        std::fs::write(&cert, &read.stdout).unwrap();
+        let cert_key = Command::new("openssl")
+            .args(["x509", "-noout", "-pubkey", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&cert_key.stdout), pem, "{}", text(&cert_key));
 
         // A wrong management key from the environment is refused.
         let out = keygen(
