@@ -77,7 +77,7 @@ sandboxed_test!(
     fn keygen_then_serve_then_sign_through_signerctl_verified_by_openssl(sandbox) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pin"), "123456\n").unwrap();
-        let _card = EmulatedCardInReader::insert_new(
+        let card = EmulatedCardInReader::insert_new(
             sandbox.reader(0),
             dir.path(),
             &TouchSetup::approve(),
@@ -132,7 +132,20 @@ sandboxed_test!(
         // The daemon on the YubiKey.
         let socket = dir.path().join("run").join("signer.sock");
         let config = dir.path().join("signer.toml");
-        std::fs::write(&config, "").unwrap();
+        // The emulated card's attestation root, configured as an extra root
+        // (a real YubiKey's would chain to Yubico's built-in anchors).
+        let root = dir.path().join("card-root.pem");
+        std::fs::write(
+            &root,
+            pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, &card.root)
+                .unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            &config,
+            format!("attestation_roots = [{:?}]\n", root.display().to_string()),
+        )
+        .unwrap();
         let log = dir.path().join("daemon.log");
         let child = sandbox
             .command(bin("signer-daemon"))
@@ -204,6 +217,21 @@ sandboxed_test!(
             "{}",
             text(&verify)
         );
+        // Attestation over PC/SC: trusted through the configured root, with
+        // the card's serial and the key's policies decoded.
+        let out = Command::new(bin("signerctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["attest", "--key", "9c"])
+            .env_remove("SIGNER_SOCKET")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let verdict = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(verdict.contains("trusted:       yes"), "{verdict}");
+        assert!(verdict.contains(&card.serial.to_string()), "{verdict}");
+        assert!(verdict.contains("always"), "touch policy: {verdict}");
         drop(serving);
     }
 );
