@@ -39,7 +39,7 @@ async fn sigterm_during_a_burst_loses_no_completed_signature_and_exits_0() {
                         received.push(hex::encode(&digest));
                     }
                     Err(e) => {
-                        refused.push(e.code());
+                        refused.push((e.code(), e.message().to_string()));
                         break;
                     }
                 }
@@ -63,10 +63,15 @@ async fn sigterm_during_a_burst_loses_no_completed_signature_and_exits_0() {
         received.extend(r);
         // After SIGTERM, new calls are refused as unavailable (connection
         // closing), never answered with a wrong or partial signature.
-        for code in refused {
+        for (code, message) in refused {
+            // tonic reports a connection the daemon closed while a request
+            // was being sent as INTERNAL "h2 protocol error" (client-side
+            // transport, not a status the daemon sent); seen about 1 run in
+            // 8 under load. Any other INTERNAL would be a daemon answer.
+            let transport = code == Code::Internal && message.starts_with("h2 protocol error");
             assert!(
-                matches!(code, Code::Unavailable | Code::Cancelled | Code::Unknown),
-                "unexpected {code:?}"
+                transport || matches!(code, Code::Unavailable | Code::Cancelled | Code::Unknown),
+                "unexpected {code:?}: {message}"
             );
         }
     }
