@@ -84,11 +84,17 @@ if [ ! -x "$YKMAN_VENV/bin/ykman" ]; then
     echo "  /usr/bin/python3 -m venv $YKMAN_VENV && $YKMAN_VENV/bin/pip install yubikey-manager" >&2
     exit 1
   fi
+  # The issue asks for the newer ykman "if it installs": a failure here is
+  # recorded (the conformance test reports it loudly) instead of failing
+  # the whole run; Debian's ykman 4.0.9 stays mandatory.
   echo "install-deps: installing yubikey-manager from PyPI into $YKMAN_VENV" >&2
-  /usr/bin/python3 -m venv "$YKMAN_VENV" </dev/null
-  "$YKMAN_VENV/bin/pip" install --quiet --disable-pip-version-check yubikey-manager </dev/null
-  if ! "$YKMAN_VENV/bin/ykman" --version >/dev/null 2>&1; then
-    echo "install-deps: yubikey-manager from PyPI does not run from $YKMAN_VENV" >&2
-    exit 1
+  rm -f "$YKMAN_VENV.unavailable"
+  if ! { /usr/bin/python3 -m venv "$YKMAN_VENV" </dev/null &&
+    "$YKMAN_VENV/bin/pip" install --quiet --disable-pip-version-check yubikey-manager </dev/null &&
+    "$YKMAN_VENV/bin/ykman" --version >/dev/null 2>&1; }; then
+    echo "install-deps: WARNING: yubikey-manager from PyPI could not be installed into $YKMAN_VENV" \
+      "(no PyPI access?); the ykman 5 conformance test will say so" >&2
+    rm -rf "$YKMAN_VENV"
+    echo "pip install yubikey-manager into a venv failed on $(date -u +%FT%TZ)" >"$YKMAN_VENV.unavailable"
   fi
 fi

@@ -432,6 +432,16 @@ sandboxed_test!(
     fn pypi_ykman_5_identifies_generates_and_attests_with_the_nfc_atr(sandbox) {
         let venv = std::env::var("SIGNER_YKMAN_VENV").unwrap_or_else(|_| YKMAN_VENV.into());
         let ykman = format!("{venv}/bin/ykman");
+        let unavailable = format!("{venv}.unavailable");
+        if !Path::new(&ykman).exists() {
+            if let Ok(why) = std::fs::read_to_string(&unavailable) {
+                // install-deps.sh tried and recorded why (the issue: "the newer
+                // one from PyPI if it installs"). Say it loudly; Debian's
+                // ykman 4.0.9 test still runs.
+                eprintln!("NOT CHECKED: ykman 5 from PyPI is unavailable here: {}", why.trim());
+                return;
+            }
+        }
         assert!(
             Path::new(&ykman).exists(),
             "{ykman} is missing: run tests/scripts/install-deps.sh (it installs yubikey-manager \
