@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod attestation;
+mod certificate;
 pub mod emulator;
 pub mod error;
 pub mod model;

@@ -20,25 +20,19 @@
 //! `always`); once the token rejects it, it is dropped and never sent again
 //! ([`Error::PinRejectedEarlier`]).
 
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use der::Encode;
-use der::asn1::OctetString;
 use signature::hazmat::PrehashVerifier;
 use spki::{
     AlgorithmIdentifier, AssociatedAlgorithmIdentifier, DecodePublicKey,
     SignatureAlgorithmIdentifier,
 };
-use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
-use x509_cert::certificate::TbsCertificate;
-use x509_cert::ext::Extension;
-use x509_cert::name::Name;
-use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Validity;
 
+use crate::certificate::{FixedNames, cert_error, common_name, random_serial};
 use crate::error::{Error, Result};
 use crate::model::{Algorithm, HashAlgorithm, PublicKey, SlotId};
 use crate::secret::Pin;
@@ -283,45 +277,6 @@ curve_signer!(
     "A P-384 token key as a RustCrypto signer (ECDSA with SHA-384)."
 );
 
-/// A leaf profile with a fixed subject = issuer and no extensions beyond
-/// what the builder adds.
-struct SelfSigned {
-    name: Name,
-}
-
-impl BuilderProfile for SelfSigned {
-    fn get_issuer(&self, _subject: &Name) -> Name {
-        self.name.clone()
-    }
-    fn get_subject(&self) -> Name {
-        self.name.clone()
-    }
-    fn build_extensions(
-        &self,
-        _spk: spki::SubjectPublicKeyInfoRef<'_>,
-        _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
-        _tbs: &TbsCertificate,
-    ) -> x509_cert::builder::Result<Vec<Extension>> {
-        // basicConstraints CA:FALSE, as ykman's self-signed slot certificates.
-        let value = x509_cert::ext::pkix::BasicConstraints {
-            ca: false,
-            path_len_constraint: None,
-        }
-        .to_der()?;
-        Ok(vec![Extension {
-            extn_id: der::asn1::ObjectIdentifier::new_unwrap("2.5.29.19"),
-            critical: true,
-            extn_value: OctetString::new(value)?,
-        }])
-    }
-}
-
-fn cert_error(e: impl std::fmt::Display) -> Error {
-    Error::Certificate {
-        reason: e.to_string(),
-    }
-}
-
 /// A self-signed X.509 certificate (DER) for the signer's key, subject
 /// `CN=<subject_cn>`, valid from a day ago for `validity`. Signed on the
 /// token: the key's PIN and touch policies apply (a touch-required key asks
@@ -332,28 +287,23 @@ pub fn self_signed_certificate<T: Token>(
     subject_cn: &str,
     validity: Duration,
 ) -> Result<(Vec<u8>, T)> {
-    let escaped: String = subject_cn
-        .chars()
-        .flat_map(|c| {
-            let escape = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=');
-            escape.then_some('\\').into_iter().chain(std::iter::once(c))
-        })
-        .collect();
-    let name = Name::from_str(&format!("CN={escaped}")).map_err(cert_error)?;
+    let name = common_name(subject_cn)?;
     let now = std::time::SystemTime::now();
     let day = Duration::from_secs(24 * 3600);
     let validity = Validity::new(
         x509_cert::time::Time::try_from(now - day).map_err(cert_error)?,
         x509_cert::time::Time::try_from(now + validity).map_err(cert_error)?,
     );
-    let mut serial = [0u8; 16];
-    getrandom::fill(&mut serial).map_err(|e| crypto(format!("no randomness: {e}")))?;
-    serial[0] = (serial[0] & 0x7f) | 0x01;
-    let serial = SerialNumber::new(&serial).map_err(cert_error)?;
+    let serial = random_serial()?;
     let spki = spki::SubjectPublicKeyInfoOwned::try_from(signer.public.spki_der.as_slice())
         .map_err(cert_error)?;
-    let builder =
-        CertificateBuilder::new(SelfSigned { name }, serial, validity, spki).map_err(cert_error)?;
+    let profile = FixedNames {
+        issuer: name.clone(),
+        subject: name,
+        // CA:FALSE, as ykman's self-signed slot certificates.
+        basic_constraints: Some(false),
+    };
+    let builder = CertificateBuilder::new(profile, serial, validity, spki).map_err(cert_error)?;
     match signer.public.algorithm {
         Algorithm::EccP256 => {
             let s = signer.p256()?;

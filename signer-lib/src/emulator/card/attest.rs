@@ -102,93 +102,22 @@ pub(crate) fn issue(state: &CardState, slot: SlotId) -> Result<Vec<u8>> {
 const VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 mod issue {
-    use std::str::FromStr;
 
-    use der::asn1::{ObjectIdentifier, OctetString, Uint};
+    use der::asn1::{OctetString, Uint};
     use der::{Decode, Encode};
     use spki::SubjectPublicKeyInfoOwned;
-    use x509_cert::builder::profile::BuilderProfile;
     use x509_cert::builder::{Builder, CertificateBuilder};
-    use x509_cert::certificate::TbsCertificate;
     use x509_cert::ext::Extension;
-    use x509_cert::ext::pkix::BasicConstraints;
     use x509_cert::name::Name;
-    use x509_cert::serial_number::SerialNumber;
     use x509_cert::time::Validity;
 
     use super::{AttestationInfo, VALIDITY};
-    use crate::emulator::soft_key::{SoftKey, random_bytes};
-    use crate::error::{Error, Result};
+    use crate::certificate::{FixedNames, cert_error, common_name, random_serial};
+    use crate::emulator::soft_key::SoftKey;
+    use crate::error::Result;
     use crate::model::{PublicKey, SlotId};
 
-    const OID_FIRMWARE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.3");
-    const OID_SERIAL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.7");
-    const OID_POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.8");
-    const OID_FORM_FACTOR: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.9");
-    const OID_BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
-
-    fn cert_error(e: impl std::fmt::Display) -> Error {
-        Error::Certificate {
-            reason: e.to_string(),
-        }
-    }
-
-    /// Fixed issuer and subject; CA certificates get basicConstraints.
-    struct Profile {
-        issuer: Name,
-        subject: Name,
-        ca: bool,
-    }
-
-    impl BuilderProfile for Profile {
-        fn get_issuer(&self, _subject: &Name) -> Name {
-            self.issuer.clone()
-        }
-
-        fn get_subject(&self) -> Name {
-            self.subject.clone()
-        }
-
-        fn build_extensions(
-            &self,
-            _spk: spki::SubjectPublicKeyInfoRef<'_>,
-            _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
-            _tbs: &TbsCertificate,
-        ) -> x509_cert::builder::Result<Vec<Extension>> {
-            if !self.ca {
-                return Ok(Vec::new());
-            }
-            let value = BasicConstraints {
-                ca: true,
-                path_len_constraint: None,
-            }
-            .to_der()?;
-            Ok(vec![Extension {
-                extn_id: OID_BASIC_CONSTRAINTS,
-                critical: true,
-                extn_value: OctetString::new(value)?,
-            }])
-        }
-    }
-
-    fn name(cn: &str) -> Result<Name> {
-        let escaped: String = cn
-            .chars()
-            .flat_map(|c| {
-                let escape = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=');
-                escape.then_some('\\').into_iter().chain(std::iter::once(c))
-            })
-            .collect();
-        Name::from_str(&format!("CN={escaped}")).map_err(cert_error)
-    }
-
-    fn serial_number() -> Result<SerialNumber> {
-        let mut bytes = [0u8; 16];
-        random_bytes(&mut bytes)?;
-        bytes[0] &= 0x7f;
-        bytes[0] |= 0x01;
-        SerialNumber::new(&bytes).map_err(cert_error)
-    }
+    use crate::attestation::extensions::{OID_FIRMWARE, OID_FORM_FACTOR, OID_POLICY, OID_SERIAL};
 
     /// From a day ago (tolerates clock skew between machines) for VALIDITY.
     fn validity() -> Result<Validity> {
@@ -211,7 +140,7 @@ mod issue {
         ))
     }
 
-    fn sign(builder: CertificateBuilder<Profile>, issuer: &SoftKey) -> Result<Vec<u8>> {
+    fn sign(builder: CertificateBuilder<FixedNames>, issuer: &SoftKey) -> Result<Vec<u8>> {
         let cert = match issuer {
             SoftKey::P256(k) => builder.build::<_, p256::ecdsa::DerSignature>(k),
             SoftKey::P384(k) => builder.build::<_, p384::ecdsa::DerSignature>(k),
@@ -222,14 +151,14 @@ mod issue {
 
     /// A self-signed CA certificate.
     pub(super) fn root_ca_certificate(key: &SoftKey, subject_cn: &str) -> Result<Vec<u8>> {
-        let subject = name(subject_cn)?;
+        let subject = common_name(subject_cn)?;
         let builder = CertificateBuilder::new(
-            Profile {
+            FixedNames {
                 issuer: subject.clone(),
                 subject,
-                ca: true,
+                basic_constraints: Some(true),
             },
-            serial_number()?,
+            random_serial()?,
             validity()?,
             spki(&key.public_key()?)?,
         )
@@ -246,12 +175,12 @@ mod issue {
     ) -> Result<Vec<u8>> {
         let (issuer_name, validity) = subject_of(issuer_cert_der)?;
         let builder = CertificateBuilder::new(
-            Profile {
+            FixedNames {
                 issuer: issuer_name,
-                subject: name(subject_cn)?,
-                ca: true,
+                subject: common_name(subject_cn)?,
+                basic_constraints: Some(true),
             },
-            serial_number()?,
+            random_serial()?,
             validity,
             spki(device)?,
         )
@@ -270,12 +199,12 @@ mod issue {
     ) -> Result<Vec<u8>> {
         let (issuer_name, validity) = subject_of(device_cert_der)?;
         let mut builder = CertificateBuilder::new(
-            Profile {
+            FixedNames {
                 issuer: issuer_name,
-                subject: name(&format!("YubiKey PIV Attestation {slot}"))?,
-                ca: false,
+                subject: common_name(&format!("YubiKey PIV Attestation {slot}"))?,
+                basic_constraints: None,
             },
-            serial_number()?,
+            random_serial()?,
             validity,
             spki(attested)?,
         )
