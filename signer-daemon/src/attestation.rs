@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use std::time::SystemTime;
 
+use signer_lib::attestation::anchors::pem_certificates;
 use signer_lib::attestation::verify::{Expected, Verdict};
 use signer_lib::attestation::{TrustAnchors, verify_attestation};
 use signer_lib::{Attestation, KeyInfo};
@@ -39,30 +40,13 @@ pub fn load_pem_roots(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, String> {
     for path in paths {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("attestation root {}: {e}", path.display()))?;
-        let mut found = 0;
-        let mut rest = text.as_str();
-        while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
-            let end_marker = "-----END CERTIFICATE-----";
-            let end = rest[start..].find(end_marker).ok_or_else(|| {
-                format!(
-                    "attestation root {}: unterminated PEM block",
-                    path.display()
-                )
-            })? + start
-                + end_marker.len();
-            let (label, der) = pem_rfc7468::decode_vec(&rest.as_bytes()[start..end])
-                .map_err(|e| format!("attestation root {}: {e}", path.display()))?;
-            if label == "CERTIFICATE" {
-                roots.push(der);
-                found += 1;
-            }
-            rest = &rest[end..];
-        }
-        if found == 0 {
-            return Err(format!(
-                "attestation root {}: no PEM CERTIFICATE in it",
-                path.display()
-            ));
+        let fail = |e: signer_lib::Error| format!("attestation root {}: {e}", path.display());
+        for der in pem_certificates(&text).map_err(fail)? {
+            // Parse it now: a bad root fails the start, not every Attest.
+            TrustAnchors::empty()
+                .add_root_der("check", der.clone())
+                .map_err(fail)?;
+            roots.push(der);
         }
     }
     Ok(roots)
@@ -153,9 +137,8 @@ mod tests {
     #[test]
     fn roots_load_from_pem_and_bad_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let der = vec![0x30, 0x03, 0x02, 0x01, 0x05];
-        let block =
-            pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, &der).unwrap();
+        let block = signer_lib::attestation::anchors::YUBICO_PIV_ROOT_CA_PEM.trim();
+        let der = pem_certificates(block).unwrap().remove(0);
         let two = dir.path().join("two.pem");
         std::fs::write(&two, format!("# roots\n{block}\n{block}")).unwrap();
         assert_eq!(
@@ -170,5 +153,19 @@ mod tests {
                 .contains("no PEM CERTIFICATE")
         );
         assert!(load_pem_roots(&[dir.path().join("missing.pem")]).is_err());
+        // A PEM block that is not an X.509 certificate fails at load time.
+        let junk = dir.path().join("junk.pem");
+        let not_a_cert = pem_rfc7468::encode_string(
+            "CERTIFICATE",
+            pem_rfc7468::LineEnding::LF,
+            &[0x30, 0x03, 0x02, 0x01, 0x05],
+        )
+        .unwrap();
+        std::fs::write(&junk, not_a_cert).unwrap();
+        assert!(
+            load_pem_roots(&[junk])
+                .unwrap_err()
+                .contains("not a DER certificate")
+        );
     }
 }
