@@ -590,6 +590,40 @@ impl PublicKey {
         key_id_of(&self.spki_der)
     }
 
+    /// Verify a DER ECDSA signature over a prehashed `digest` (the card's
+    /// input: see [`ecdsa_card_input`]) with this key. Returns the signature
+    /// as fixed-size r‖s. [`Error::Crypto`] says which step failed: an
+    /// unusable key, a signature that is not DER ECDSA, or one that does not
+    /// verify.
+    pub fn verify_prehash(&self, digest: &[u8], der: &[u8]) -> Result<Vec<u8>> {
+        use signature::hazmat::PrehashVerifier;
+        use spki::DecodePublicKey;
+        let crypto = |reason: String| Error::Crypto { reason };
+        match self.algorithm {
+            Algorithm::EccP256 => {
+                let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&self.spki_der)
+                    .map_err(|e| crypto(format!("unusable P-256 public key: {e}")))?;
+                let sig = p256::ecdsa::Signature::from_der(der)
+                    .map_err(|e| crypto(format!("not a DER ECDSA signature: {e}")))?;
+                vk.verify_prehash(digest, &sig)
+                    .map_err(|_| crypto("signature does not verify".into()))?;
+                Ok(sig.to_bytes().to_vec())
+            }
+            Algorithm::EccP384 => {
+                let vk = p384::ecdsa::VerifyingKey::from_public_key_der(&self.spki_der)
+                    .map_err(|e| crypto(format!("unusable P-384 public key: {e}")))?;
+                let sig = p384::ecdsa::Signature::from_der(der)
+                    .map_err(|e| crypto(format!("not a DER ECDSA signature: {e}")))?;
+                vk.verify_prehash(digest, &sig)
+                    .map_err(|_| crypto("signature does not verify".into()))?;
+                Ok(sig.to_bytes().to_vec())
+            }
+            other => Err(Error::UnsupportedAlgorithm {
+                algorithm: other.name().into(),
+            }),
+        }
+    }
+
     /// PEM (`-----BEGIN PUBLIC KEY-----`).
     pub fn to_pem(&self) -> Result<String> {
         pem_rfc7468::encode_string("PUBLIC KEY", pem_rfc7468::LineEnding::LF, &self.spki_der)

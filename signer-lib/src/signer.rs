@@ -24,7 +24,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use der::Encode;
-use signature::hazmat::PrehashVerifier;
 use spki::{
     AlgorithmIdentifier, AssociatedAlgorithmIdentifier, DecodePublicKey,
     SignatureAlgorithmIdentifier,
@@ -178,28 +177,15 @@ fn crypto(reason: String) -> Error {
 
 /// Check a DER signature over `digest` with `public`.
 fn verify(public: &PublicKey, digest: &[u8], der: &[u8]) -> Result<()> {
-    let bad = |e: &dyn std::fmt::Display| {
-        crypto(format!(
-            "the token returned a signature that does not verify with the slot's key: {e}"
-        ))
-    };
-    match public.algorithm {
-        Algorithm::EccP256 => {
-            let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&public.spki_der)
-                .map_err(|e| bad(&e))?;
-            let sig = p256::ecdsa::DerSignature::try_from(der).map_err(|e| bad(&e))?;
-            vk.verify_prehash(digest, &sig).map_err(|e| bad(&e))
-        }
-        Algorithm::EccP384 => {
-            let vk = p384::ecdsa::VerifyingKey::from_public_key_der(&public.spki_der)
-                .map_err(|e| bad(&e))?;
-            let sig = p384::ecdsa::DerSignature::try_from(der).map_err(|e| bad(&e))?;
-            vk.verify_prehash(digest, &sig).map_err(|e| bad(&e))
-        }
-        other => Err(Error::UnsupportedAlgorithm {
-            algorithm: other.name().into(),
-        }),
-    }
+    public
+        .verify_prehash(digest, der)
+        .map(drop)
+        .map_err(|e| match e {
+            Error::Crypto { reason } => crypto(format!(
+                "the token returned a signature that does not verify with the slot's key: {reason}"
+            )),
+            other => other,
+        })
 }
 
 fn to_sig_error(e: Error) -> signature::Error {

@@ -145,44 +145,28 @@ pub fn check_and_encode_signature(
     der: &[u8],
     format: Format,
 ) -> Result<Vec<u8>, Status> {
-    use signature::hazmat::PrehashVerifier;
-    let bad = |what: String| {
-        tracing::error!(key_id = %key.key_id, slot = %key.slot, "{what}");
-        Status::internal(format!(
-            "the token returned an invalid signature ({what}); it was not released"
-        ))
+    let raw = match key.public_key.verify_prehash(card_input, der) {
+        Ok(raw) => raw,
+        Err(signer_lib::Error::UnsupportedAlgorithm { algorithm }) => {
+            return Err(Status::invalid_argument(format!(
+                "unsupported algorithm {algorithm}: this signer implements p256 and p384"
+            )));
+        }
+        Err(e) => {
+            let what = match e {
+                signer_lib::Error::Crypto { reason } => reason,
+                other => other.to_string(),
+            };
+            tracing::error!(key_id = %key.key_id, slot = %key.slot, "{what}");
+            return Err(Status::internal(format!(
+                "the token returned an invalid signature ({what}); it was not released"
+            )));
+        }
     };
-    match key.algorithm() {
-        Algorithm::EccP256 => {
-            use p256::pkcs8::DecodePublicKey;
-            let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&key.public_key.spki_der)
-                .map_err(|e| bad(format!("unusable public key: {e}")))?;
-            let sig = p256::ecdsa::Signature::from_der(der)
-                .map_err(|e| bad(format!("not a DER ECDSA signature: {e}")))?;
-            vk.verify_prehash(card_input, &sig)
-                .map_err(|_| bad("signature does not verify".into()))?;
-            Ok(match format {
-                Format::Der => der.to_vec(),
-                Format::Raw => sig.to_bytes().to_vec(),
-            })
-        }
-        Algorithm::EccP384 => {
-            use p384::pkcs8::DecodePublicKey;
-            let vk = p384::ecdsa::VerifyingKey::from_public_key_der(&key.public_key.spki_der)
-                .map_err(|e| bad(format!("unusable public key: {e}")))?;
-            let sig = p384::ecdsa::Signature::from_der(der)
-                .map_err(|e| bad(format!("not a DER ECDSA signature: {e}")))?;
-            vk.verify_prehash(card_input, &sig)
-                .map_err(|_| bad("signature does not verify".into()))?;
-            Ok(match format {
-                Format::Der => der.to_vec(),
-                Format::Raw => sig.to_bytes().to_vec(),
-            })
-        }
-        other => Err(Status::invalid_argument(format!(
-            "unsupported algorithm {other}: this signer implements p256 and p384"
-        ))),
-    }
+    Ok(match format {
+        Format::Der => der.to_vec(),
+        Format::Raw => raw,
+    })
 }
 
 #[cfg(test)]

@@ -16,13 +16,12 @@ use der::asn1::ObjectIdentifier;
 use der::{Decode, Encode};
 use sha2::Digest;
 use signature::Verifier;
-use signature::hazmat::PrehashVerifier;
 use spki::DecodePublicKey;
 use x509_cert::Certificate;
 
 use super::anchors::TrustAnchors;
 use super::extensions::{self, AttestationInfo};
-use crate::model::{SlotId, key_id_of};
+use crate::model::{Algorithm, PublicKey, SlotId, key_id_of};
 use crate::token::Attestation;
 
 const RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
@@ -142,23 +141,22 @@ fn check_signature(cert: &Certificate, issuer: &Certificate) -> Result<(), Strin
             .parameters
             .as_ref()
             .and_then(|p| p.decode_as().ok());
-        match curve {
-            Some(c) if c == CURVE_P256 => {
-                let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&spki_der)
-                    .map_err(|e| format!("issuer's P-256 key: {e}"))?;
-                let sig = p256::ecdsa::DerSignature::try_from(signature).map_err(|e| bad(&e))?;
-                vk.verify_prehash(&digest, &sig).map_err(|e| bad(&e))
+        let algorithm = match curve {
+            Some(c) if c == CURVE_P256 => Algorithm::EccP256,
+            Some(c) if c == CURVE_P384 => Algorithm::EccP384,
+            other => {
+                return Err(format!(
+                    "issuer key type {key_alg} (curve {other:?}) is not supported"
+                ));
             }
-            Some(c) if c == CURVE_P384 => {
-                let vk = p384::ecdsa::VerifyingKey::from_public_key_der(&spki_der)
-                    .map_err(|e| format!("issuer's P-384 key: {e}"))?;
-                let sig = p384::ecdsa::DerSignature::try_from(signature).map_err(|e| bad(&e))?;
-                vk.verify_prehash(&digest, &sig).map_err(|e| bad(&e))
-            }
-            other => Err(format!(
-                "issuer key type {key_alg} (curve {other:?}) is not supported"
-            )),
+        };
+        PublicKey {
+            algorithm,
+            spki_der,
         }
+        .verify_prehash(&digest, signature)
+        .map(drop)
+        .map_err(|e| bad(&e))
     }
 }
 
