@@ -98,3 +98,50 @@ if [ ! -x "$YKMAN_VENV/bin/ykman" ]; then
     echo "pip install yubikey-manager into a venv failed on $(date -u +%FT%TZ)" >"$YKMAN_VENV.unavailable"
   fi
 fi
+
+# Current Python clients from the Python package index (newest releases:
+# grpcio, python-tuf, securesystemslib, python-pkcs11, ...), in one venv the
+# tests share: tests/clients/python/requirements.txt. Reinstalled when that
+# file changes. Mandatory: a failure here fails the run, naming the package.
+VENV="${SIGNER_E2E_VENV:-/usr/local/lib/signer-e2e-venv}"
+REQS=tests/clients/python/requirements.txt
+STAMP="$VENV/.requirements.sha256"
+want="$(sha256sum "$REQS" | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  if [ "$(id -u)" -ne 0 ] && [ ! -w "$(dirname "$VENV")" ]; then
+    echo "install-deps: missing $VENV; run as root, or:" >&2
+    echo "  /usr/bin/python3 -m venv $VENV && $VENV/bin/pip install -r $REQS" >&2
+    exit 1
+  fi
+  echo "install-deps: installing the Python clients of $REQS into $VENV" >&2
+  rm -rf "$VENV"
+  /usr/bin/python3 -m venv "$VENV" </dev/null
+  while read -r pkg; do
+    case "$pkg" in '' | '#'*) continue ;; esac
+    if ! "$VENV/bin/pip" install --quiet --disable-pip-version-check "$pkg" </dev/null; then
+      echo "install-deps: cannot install the Python package '$pkg' from the Python package index into $VENV" >&2
+      exit 1
+    fi
+  done <"$REQS"
+  echo "$want" >"$STAMP"
+fi
+
+# Node.js gRPC clients from the npm registry (tests/clients/node/package.json),
+# into a local folder outside the clone, reinstalled when that file changes.
+NODE_DIR="${SIGNER_E2E_NODE:-/usr/local/lib/signer-e2e-node}"
+PKG=tests/clients/node/package.json
+want="$(sha256sum "$PKG" | cut -d' ' -f1)"
+if [ ! -d "$NODE_DIR/node_modules/@grpc/grpc-js" ] || [ "$(cat "$NODE_DIR/.package.sha256" 2>/dev/null)" != "$want" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "install-deps: npm not found (needed for the Node.js gRPC client test): apt-get install npm" >&2
+    exit 1
+  fi
+  echo "install-deps: installing the Node.js clients of $PKG into $NODE_DIR" >&2
+  rm -rf "$NODE_DIR" && mkdir -p "$NODE_DIR"
+  cp "$PKG" "$NODE_DIR/package.json"
+  if ! (cd "$NODE_DIR" && npm install --silent --no-audit --no-fund </dev/null >/dev/null); then
+    echo "install-deps: cannot install @grpc/grpc-js and @grpc/proto-loader from the npm registry into $NODE_DIR" >&2
+    exit 1
+  fi
+  echo "$want" >"$NODE_DIR/.package.sha256"
+fi
