@@ -11,7 +11,7 @@
 //! - [`peer`]: peer credentials of each connection.
 //! - [`status`]: library errors to gRPC status codes.
 //! - [`attestation`]: attestation trust and verdicts.
-//! - [`client`]: `signerctl`'s implementation.
+//! - [`ctl`]: `signerctl`, the command line over the shared client crate `signer-client`.
 //! - [`emulate_card`]: serve an emulated token to pcscd through vpcd.
 
 #![forbid(unsafe_code)]
@@ -20,7 +20,7 @@
 pub mod admin;
 pub mod attestation;
 pub mod audit;
-pub mod client;
+pub mod ctl;
 pub mod emulate_card;
 pub mod peer;
 pub mod policy;

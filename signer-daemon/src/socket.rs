@@ -108,13 +108,7 @@ pub fn default_daemon_socket() -> PathBuf {
 /// caller; this returns the user daemon's socket if it exists, else the
 /// system daemon's.
 pub fn default_client_socket() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        let user = PathBuf::from(dir).join("signer").join("signer.sock");
-        if std::fs::symlink_metadata(&user).is_ok() {
-            return user;
-        }
-    }
-    PathBuf::from(SYSTEM_SOCKET)
+    signer_client::default_socket_ignoring_env()
 }
 
 /// A listening socket and, when the daemon created it, its path (removed on

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{Card, Setup, TestDaemon};
-use signer_daemon::client::exit;
+use signer_daemon::ctl::exit;
 use signer_daemon::policy::Policy;
 use signer_lib::session::PinSource;
 use signer_lib::{Pin, PinPolicy, SlotId, TouchPolicy};

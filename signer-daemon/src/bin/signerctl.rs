@@ -1,5 +1,5 @@
-//! `signerctl`: the client of signer-daemon (see `signer_daemon::client`).
+//! `signerctl`: the client of signer-daemon (see `signer_daemon::ctl`).
 
 fn main() {
-    std::process::exit(signer_daemon::client::main());
+    std::process::exit(signer_daemon::ctl::main());
 }

@@ -1,0 +1,589 @@
+//! `signer-client`: the one Rust client of `signer-daemon`.
+//!
+//! Every Rust caller of the daemon goes through this crate: `signerctl`
+//! (and its TUF commands and benchmark) and the PKCS#11 module. It owns:
+//!
+//! - finding and connecting to the socket ([`default_socket`], [`Client::connect`]);
+//! - naming a key on the command line or in a URI ([`KeySpec`]);
+//! - signing with the `SignWithEvents` stream, so the caller hears
+//!   [`SignEvent::TouchRequired`] *before* the token waits for a touch
+//!   ([`Client::sign`]), checking that the answer is for the digest that was
+//!   asked and, given the key, that the signature verifies ([`verify`]);
+//! - the status mapping: every failure is an [`Error`] whose [`ErrorKind`]
+//!   says what a person or a program should do about it (signerctl maps it
+//!   to exit codes, the PKCS#11 module to `CKR_*`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), signer_client::Error> {
+//! use signer_client::{Client, KeySpec, SignEvent};
+//! use signer_proto::v1::HashAlgorithm;
+//! let mut client = Client::connect(signer_client::default_socket()).await?;
+//! let key = KeySpec::parse("9c", None).key_ref();
+//! let digest = [0u8; 32];
+//! let signed = client
+//!     .sign(key, HashAlgorithm::Sha256, digest.to_vec(), |e| match e {
+//!         SignEvent::TouchRequired { .. } => eprintln!("Touch your YubiKey now"),
+//!     })
+//!     .await?;
+//! # let _ = signed; Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use signer_proto::v1 as pb;
+use signer_proto::v1::signer_client::SignerClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+pub use signer_proto;
+
+pub mod blocking;
+
+/// The system daemon's socket.
+pub const SYSTEM_SOCKET: &str = "/run/signer/signer.sock";
+
+/// The environment variable that names the daemon's socket for every client.
+pub const SOCKET_ENV: &str = "SIGNER_SOCKET";
+
+/// The socket a client uses when it is not told: `SIGNER_SOCKET` if set,
+/// else the user daemon's (`$XDG_RUNTIME_DIR/signer/signer.sock`) if it
+/// exists, else the system daemon's ([`SYSTEM_SOCKET`]).
+pub fn default_socket() -> PathBuf {
+    if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    default_socket_ignoring_env()
+}
+
+/// [`default_socket`] without looking at `SIGNER_SOCKET` (for callers whose
+/// argument parser already read it).
+pub fn default_socket_ignoring_env() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        let user = PathBuf::from(dir).join("signer").join("signer.sock");
+        if std::fs::symlink_metadata(&user).is_ok() {
+            return user;
+        }
+    }
+    PathBuf::from(SYSTEM_SOCKET)
+}
+
+/// What a caller should do about an [`Error`]: the status mapping shared by
+/// signerctl's exit codes and the PKCS#11 module's `CKR_*` codes (README,
+/// "gRPC errors").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The daemon could not be reached (not running, wrong socket, no
+    /// permission on the socket).
+    Unreachable,
+    /// The request was invalid (`INVALID_ARGUMENT`, `OUT_OF_RANGE`) or not
+    /// supported (`UNIMPLEMENTED`): fix the request.
+    Invalid,
+    /// The policy refused this caller (`PERMISSION_DENIED`, `UNAUTHENTICATED`).
+    Denied,
+    /// No such key or token (`NOT_FOUND`).
+    NotFound,
+    /// A PIN problem on the daemon's side (`FAILED_PRECONDITION`): wrong,
+    /// blocked, not configured, rejected earlier; or a key that cannot do
+    /// what was asked (not attestable).
+    Pin,
+    /// No touch in time, or the caller's deadline passed (`DEADLINE_EXCEEDED`).
+    Timeout,
+    /// The token refused the touch or changed under the request (`ABORTED`).
+    Aborted,
+    /// The card is absent, reset, busy with another program, pcscd is down,
+    /// the audit log cannot be written or the daemon is stopping
+    /// (`UNAVAILABLE`): retry later.
+    Unavailable,
+    /// The token's queue is full (`RESOURCE_EXHAUSTED`): retry later.
+    Busy,
+    /// The call was cancelled (`CANCELLED`).
+    Cancelled,
+    /// The daemon or the card failed (`INTERNAL`, `DATA_LOSS`, `UNKNOWN`), or
+    /// the daemon's answer was inconsistent (a signature for another digest,
+    /// one that does not verify): report it with the daemon's log.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The kind of a gRPC status code.
+    pub fn of_code(code: Code) -> ErrorKind {
+        match code {
+            Code::InvalidArgument | Code::OutOfRange | Code::Unimplemented => ErrorKind::Invalid,
+            Code::PermissionDenied | Code::Unauthenticated => ErrorKind::Denied,
+            Code::NotFound => ErrorKind::NotFound,
+            Code::FailedPrecondition => ErrorKind::Pin,
+            Code::DeadlineExceeded => ErrorKind::Timeout,
+            Code::Aborted => ErrorKind::Aborted,
+            Code::Unavailable => ErrorKind::Unavailable,
+            Code::ResourceExhausted => ErrorKind::Busy,
+            Code::Cancelled => ErrorKind::Cancelled,
+            Code::Ok | Code::AlreadyExists | Code::Internal | Code::DataLoss | Code::Unknown => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
+/// The canonical name of a gRPC status code (`INVALID_ARGUMENT`).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// A failure talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Nothing answers on the socket (the daemon is not running, the path
+    /// is wrong, or this user may not open it).
+    #[error(
+        "cannot reach signer-daemon at {}: {detail} (is it running? --socket or SIGNER_SOCKET choose the socket)",
+        path.display()
+    )]
+    Unreachable {
+        /// The socket tried.
+        path: PathBuf,
+        /// Why, from the operating system.
+        detail: String,
+    },
+    /// The daemon answered with a status other than OK; `message` is the
+    /// daemon's, which says what to do.
+    #[error("{}: {message}", code_name(*code))]
+    Status {
+        /// The gRPC status code.
+        code: Code,
+        /// The daemon's message.
+        message: String,
+    },
+    /// The daemon's answer is not what was asked (a signature for another
+    /// digest or key, one that does not verify, a stream without a result).
+    /// The answer is discarded.
+    #[error("the daemon's answer was discarded: {reason}")]
+    BadAnswer {
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// What to do about it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Unreachable { .. } => ErrorKind::Unreachable,
+            Error::Status { code, .. } => ErrorKind::of_code(*code),
+            Error::BadAnswer { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// The gRPC status code, when the daemon answered with one.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Error::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    fn bad(reason: impl Into<String>) -> Error {
+        Error::BadAnswer {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Error {
+        // A transport failure after connecting (the daemon went away)
+        // reaches us as UNAVAILABLE/UNKNOWN with tonic's message; keep it.
+        Error::Status {
+            code: s.code(),
+            message: s.message().to_string(),
+        }
+    }
+}
+
+/// A key as a person names it: a key id (64 hex digits) or a slot (`9c`,
+/// `0x9c`, `signature`, `retired1`, ...) with an optional token serial.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySpec {
+    /// A key id, lowercase hex SHA-256 of the SPKI DER.
+    KeyId(String),
+    /// A slot, on the token with that serial (or the only token).
+    Slot {
+        /// The token's serial.
+        token_serial: Option<u32>,
+        /// The slot as written.
+        slot: String,
+    },
+}
+
+impl KeySpec {
+    /// `KEYID|SLOT` with an optional `--token SERIAL`. The daemon validates
+    /// the slot; a 64-hex-digit string is a key id.
+    pub fn parse(key: &str, token_serial: Option<u32>) -> KeySpec {
+        let k = key.trim();
+        if k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()) {
+            KeySpec::KeyId(k.to_ascii_lowercase())
+        } else {
+            KeySpec::Slot {
+                token_serial,
+                slot: k.to_string(),
+            }
+        }
+    }
+
+    /// The request's key reference.
+    pub fn key_ref(&self) -> pb::KeyRef {
+        pb::KeyRef {
+            key: Some(match self {
+                KeySpec::KeyId(id) => pb::key_ref::Key::KeyId(id.clone()),
+                KeySpec::Slot { token_serial, slot } => pb::key_ref::Key::Slot(pb::SlotRef {
+                    token_serial: *token_serial,
+                    slot: slot.clone(),
+                }),
+            }),
+        }
+    }
+}
+
+/// What the daemon tells a signer while it works.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignEvent {
+    /// The token is about to wait for a physical touch.
+    TouchRequired {
+        /// The token.
+        token_serial: u32,
+        /// The slot.
+        slot: String,
+        /// How long the token waits.
+        timeout: Duration,
+    },
+}
+
+/// The digest length of a hash, in bytes.
+pub fn digest_len(hash: pb::HashAlgorithm) -> Option<usize> {
+    match hash {
+        pb::HashAlgorithm::Sha256 => Some(32),
+        pb::HashAlgorithm::Sha384 => Some(48),
+        pb::HashAlgorithm::Sha512 => Some(64),
+        pb::HashAlgorithm::Unspecified => None,
+    }
+}
+
+/// Check a DER signature the daemon returned against the key (as the daemon
+/// listed it) and the digest the caller asked to sign, with RustCrypto;
+/// returns the signature as r‖s. The daemon verifies before it releases a
+/// signature; this is the caller's own, independent check.
+pub fn verify(
+    key: &pb::Key,
+    hash: pb::HashAlgorithm,
+    digest: &[u8],
+    der: &[u8],
+) -> Result<Vec<u8>, Error> {
+    use signer_lib::{Algorithm, HashAlgorithm, PublicKey};
+    let algorithm = match pb::Algorithm::try_from(key.algorithm) {
+        Ok(pb::Algorithm::EccP256) => Algorithm::EccP256,
+        Ok(pb::Algorithm::EccP384) => Algorithm::EccP384,
+        _ => {
+            return Err(Error::bad(format!(
+                "cannot verify a signature of key {} (algorithm {})",
+                key.key_id, key.algorithm
+            )));
+        }
+    };
+    let h = match hash {
+        pb::HashAlgorithm::Sha256 => HashAlgorithm::Sha256,
+        pb::HashAlgorithm::Sha384 => HashAlgorithm::Sha384,
+        pb::HashAlgorithm::Sha512 => HashAlgorithm::Sha512,
+        pb::HashAlgorithm::Unspecified => return Err(Error::bad("no hash algorithm")),
+    };
+    let input = signer_lib::model::ecdsa_card_input(algorithm, h, digest)
+        .map_err(|e| Error::bad(e.to_string()))?;
+    PublicKey {
+        algorithm,
+        spki_der: key.public_key_der.clone(),
+    }
+    .verify_prehash(&input, der)
+    .map_err(|e| Error::bad(format!("signature by key {}: {e}", key.key_id)))
+}
+
+/// A connection to the daemon. Cheap to clone (clones share the HTTP/2
+/// connection, which multiplexes concurrent calls).
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: SignerClient<Channel>,
+    channel: Channel,
+    path: PathBuf,
+    timeout: Duration,
+}
+
+/// The deadline used when the caller sets none: long enough for a touch.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Client {
+    /// Connect to the daemon on the Unix socket `path`.
+    pub async fn connect(path: impl AsRef<Path>) -> Result<Client, Error> {
+        let path = path.as_ref().to_path_buf();
+        let channel = signer_proto::unix::connect(&path).await.map_err(|e| {
+            let detail = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.to_string());
+            Error::Unreachable {
+                path: path.clone(),
+                detail,
+            }
+        })?;
+        Ok(Client {
+            inner: SignerClient::new(channel.clone()),
+            channel,
+            path,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The deadline sent with every call (`grpc-timeout`).
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The socket this client is connected to.
+    pub fn socket(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying channel, for the health service or raw calls.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The generated client, for calls this crate does not wrap.
+    pub fn raw(&mut self) -> &mut SignerClient<Channel> {
+        &mut self.inner
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.set_timeout(self.timeout);
+        r
+    }
+
+    /// The tokens the daemon serves.
+    pub async fn list_tokens(&mut self) -> Result<Vec<pb::Token>, Error> {
+        let r = self.request(pb::ListTokensRequest {});
+        Ok(self.inner.list_tokens(r).await?.into_inner().tokens)
+    }
+
+    /// The keys (of one token, or all) this caller may list.
+    pub async fn list_keys(&mut self, token_serial: Option<u32>) -> Result<Vec<pb::Key>, Error> {
+        let r = self.request(pb::ListKeysRequest { token_serial });
+        Ok(self.inner.list_keys(r).await?.into_inner().keys)
+    }
+
+    /// One key.
+    pub async fn public_key(&mut self, key: pb::KeyRef) -> Result<pb::Key, Error> {
+        let r = self.request(pb::GetPublicKeyRequest { key: Some(key) });
+        self.inner
+            .get_public_key(r)
+            .await?
+            .into_inner()
+            .key
+            .ok_or_else(|| Error::bad("GetPublicKey answered without a key"))
+    }
+
+    /// Sign a digest with the `SignWithEvents` stream, DER signature.
+    /// `on_event` hears a touch request before the token waits for it.
+    /// The answer is checked to be for this digest and hash (else
+    /// [`Error::BadAnswer`]); use [`verify`] (or [`Client::sign_verified`])
+    /// to check the signature against the key.
+    pub async fn sign(
+        &mut self,
+        key: pb::KeyRef,
+        hash: pb::HashAlgorithm,
+        digest: Vec<u8>,
+        on_event: impl FnMut(SignEvent),
+    ) -> Result<pb::SignResponse, Error> {
+        self.sign_as(key, hash, digest, pb::SignatureFormat::Der, on_event)
+            .await
+    }
+
+    /// [`Client::sign`] with the signature format chosen (`Raw` is r‖s).
+    pub async fn sign_as(
+        &mut self,
+        key: pb::KeyRef,
+        hash: pb::HashAlgorithm,
+        digest: Vec<u8>,
+        format: pb::SignatureFormat,
+        mut on_event: impl FnMut(SignEvent),
+    ) -> Result<pb::SignResponse, Error> {
+        let request = self.request(pb::SignRequest {
+            key: Some(key),
+            input: Some(pb::sign_request::Input::Digest(digest.clone())),
+            hash: hash as i32,
+            format: format as i32,
+        });
+        let mut stream = self.inner.sign_with_events(request).await?.into_inner();
+        let mut response = None;
+        while let Some(event) = stream.message().await? {
+            match event.event {
+                Some(pb::sign_event::Event::TouchRequired(t)) => {
+                    on_event(SignEvent::TouchRequired {
+                        token_serial: t.token_serial,
+                        slot: t.slot,
+                        timeout: Duration::from_millis(u64::from(t.timeout_ms)),
+                    })
+                }
+                Some(pb::sign_event::Event::Signature(r)) => response = Some(r),
+                None => {}
+            }
+        }
+        let r = response.ok_or_else(|| Error::bad("the stream ended without a signature"))?;
+        check_answer(&r, hash, &digest)?;
+        Ok(r)
+    }
+
+    /// Sign with the unary `Sign` call (no touch events): for programs that
+    /// have nobody to tell. Checked like [`Client::sign`].
+    pub async fn sign_unary(
+        &mut self,
+        key: pb::KeyRef,
+        hash: pb::HashAlgorithm,
+        digest: Vec<u8>,
+        format: pb::SignatureFormat,
+    ) -> Result<pb::SignResponse, Error> {
+        let request = self.request(pb::SignRequest {
+            key: Some(key),
+            input: Some(pb::sign_request::Input::Digest(digest.clone())),
+            hash: hash as i32,
+            format: format as i32,
+        });
+        let r = self.inner.sign(request).await?.into_inner();
+        check_answer(&r, hash, &digest)?;
+        Ok(r)
+    }
+
+    /// Sign with `key` (as listed) and verify the signature against it
+    /// before returning it; the response carries the DER signature, and
+    /// the second value is r‖s.
+    pub async fn sign_verified(
+        &mut self,
+        key: &pb::Key,
+        hash: pb::HashAlgorithm,
+        digest: Vec<u8>,
+        on_event: impl FnMut(SignEvent),
+    ) -> Result<(pb::SignResponse, Vec<u8>), Error> {
+        let key_ref = pb::KeyRef {
+            key: Some(pb::key_ref::Key::KeyId(key.key_id.clone())),
+        };
+        let r = self.sign(key_ref, hash, digest.clone(), on_event).await?;
+        if r.key_id != key.key_id {
+            return Err(Error::bad(format!(
+                "signed by key {} instead of {}",
+                r.key_id, key.key_id
+            )));
+        }
+        let raw = verify(key, hash, &digest, &r.signature)?;
+        Ok((r, raw))
+    }
+
+    /// Attest a key: certificates and the daemon's verdict.
+    pub async fn attest(&mut self, key: pb::KeyRef) -> Result<pb::AttestResponse, Error> {
+        let r = self.request(pb::AttestRequest { key: Some(key) });
+        Ok(self.inner.attest(r).await?.into_inner())
+    }
+
+    /// The health service's answer for `service` ("" for the daemon).
+    pub async fn health(
+        &mut self,
+        service: &str,
+    ) -> Result<tonic_health::pb::health_check_response::ServingStatus, Error> {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::health_client::HealthClient;
+        let mut c = HealthClient::new(self.channel.clone());
+        let r = c
+            .check(self.request(HealthCheckRequest {
+                service: service.to_string(),
+            }))
+            .await?
+            .into_inner();
+        Ok(ServingStatus::try_from(r.status).unwrap_or(ServingStatus::Unknown))
+    }
+}
+
+fn check_answer(r: &pb::SignResponse, hash: pb::HashAlgorithm, digest: &[u8]) -> Result<(), Error> {
+    if r.digest != digest || r.hash != hash as i32 {
+        return Err(Error::bad("the daemon returned a signature for another digest"));
+    }
+    if r.signature.is_empty() {
+        return Err(Error::bad("the daemon returned an empty signature"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_spec_is_a_key_id_or_a_slot() {
+        let id = "AB".repeat(32);
+        assert_eq!(
+            KeySpec::parse(&id, Some(3)),
+            KeySpec::KeyId(id.to_ascii_lowercase())
+        );
+        assert_eq!(
+            KeySpec::parse("9c", Some(7)).key_ref().key,
+            Some(pb::key_ref::Key::Slot(pb::SlotRef {
+                token_serial: Some(7),
+                slot: "9c".into()
+            }))
+        );
+        // 63 hex digits is not a key id: the daemon will reject it as a slot.
+        assert!(matches!(
+            KeySpec::parse(&"a".repeat(63), None),
+            KeySpec::Slot { .. }
+        ));
+    }
+
+    #[test]
+    fn every_code_has_a_kind_and_the_kinds_that_matter_differ() {
+        assert_eq!(ErrorKind::of_code(Code::InvalidArgument), ErrorKind::Invalid);
+        assert_eq!(ErrorKind::of_code(Code::OutOfRange), ErrorKind::Invalid);
+        assert_eq!(ErrorKind::of_code(Code::PermissionDenied), ErrorKind::Denied);
+        assert_eq!(ErrorKind::of_code(Code::NotFound), ErrorKind::NotFound);
+        assert_eq!(ErrorKind::of_code(Code::FailedPrecondition), ErrorKind::Pin);
+        assert_eq!(ErrorKind::of_code(Code::DeadlineExceeded), ErrorKind::Timeout);
+        assert_eq!(ErrorKind::of_code(Code::Unavailable), ErrorKind::Unavailable);
+        assert_eq!(ErrorKind::of_code(Code::ResourceExhausted), ErrorKind::Busy);
+        assert_eq!(ErrorKind::of_code(Code::DataLoss), ErrorKind::Internal);
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_unreachable_naming_the_path() {
+        let dir = std::env::temp_dir().join(format!("signer-client-test-{}", std::process::id()));
+        let path = dir.join("none.sock");
+        let e = Client::connect(&path).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unreachable);
+        assert!(e.to_string().contains("none.sock"), "{e}");
+    }
+}
