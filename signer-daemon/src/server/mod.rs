@@ -5,7 +5,39 @@
 //! completes, then stops accepting, lets requests in flight finish (bounded
 //! by [`DaemonOptions::shutdown_grace`]) and returns. Tests drive it
 //! in-process over a temporary socket; `signer-daemon serve` wraps it with
-//! configuration, signals and logging.
+//! configuration, signals and logging (a socket it bound or one systemd
+//! passed: both are Unix listeners and served alike).
+//!
+//! # The `:authority` of a request
+//!
+//! On a Unix socket the HTTP/2 `:authority` names nothing: the socket path
+//! already identifies the server. Clients disagree on what to send: Go,
+//! Node's grpc-js and tonic send `localhost`; gRPC's C core (Python, C++,
+//! Ruby, PHP) since 1.57, grpc-java and grpc-swift send the socket path,
+//! percent-encoded or not, which is not a valid URI authority and which
+//! unpatched h2 resets with `PROTOCOL_ERROR` before the request reaches
+//! any service (grpc/grpc#34305 and #38142, hyperium/h2#442 and #487,
+//! hyperium/hyper#3750; upstream has not relaxed the check).
+//!
+//! The workspace therefore builds h2 with one patch
+//! (`signer-daemon/vendor/h2-unix-authority.patch`, applied by
+//! `signer-daemon/vendor/h2.sh`): such a request is passed on without an
+//! authority and the ignored value travels as [`h2::ext::MalformedAuthority`].
+//! Each listener then applies its [`AuthorityPolicy`]: a Unix socket
+//! ignores the authority, whatever it is ([`AuthorityPolicy::Ignore`]: the
+//! request URI is reduced to its path, so nothing downstream can decide on
+//! it), a TCP listener refuses a malformed one with `INVALID_ARGUMENT`
+//! ([`AuthorityPolicy::Strict`]), so there the authority keeps its meaning.
+//! Every other HTTP/2 check stays as h2 has it.
+//!
+//! To drop the patch once h2 accepts such requests by itself: remove the
+//! `[patch.crates-io]` entry and the `exclude` in the root `Cargo.toml`,
+//! `signer-daemon/vendor/`, and the `MalformedAuthority` handling here
+//! (keep the reduction of the URI on Unix sockets);
+//! `tests/tests/grpc_clients.rs` shows whether every client still gets
+//! through. Against an h2 without the patch the daemon still builds only
+//! if this module stops naming `h2::ext::MalformedAuthority`, which makes
+//! an accidental drop visible.
 
 mod call;
 pub mod convert;
@@ -21,14 +53,15 @@ use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use signer_proto::v1::signer_server::SignerServer;
-use tokio::net::UnixListener;
+use tokio::net::{TcpListener, UnixListener};
 use tonic::codegen::http;
 use tonic::transport::server::Connected;
 use tonic_health::ServingStatus;
+use tower::Service;
 
 use crate::attestation::AttestationTrust;
 use crate::audit::AuditLog;
-use crate::peer::PeerStream;
+use crate::peer::{PeerConnectInfo, PeerStream};
 use crate::policy::Policy;
 use crate::worker::TokenWorker;
 
@@ -141,15 +174,166 @@ impl Daemon {
     }
 }
 
+/// What a listener makes of a request's HTTP/2 `:authority` (see the
+/// module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthorityPolicy {
+    /// A Unix socket: any `:authority`, or none, is accepted, and the
+    /// request URI is reduced to its path before routing, so the authority
+    /// cannot take part in any decision.
+    Ignore,
+    /// A TCP listener: the authority keeps its HTTP meaning, and a request
+    /// whose `:authority` is not a valid URI authority is answered with
+    /// `INVALID_ARGUMENT` without reaching any service (unpatched h2 resets
+    /// it with `PROTOCOL_ERROR`).
+    Strict,
+}
+
+/// A listener the daemon serves.
+#[derive(Debug)]
+pub enum Listener {
+    /// The daemon's Unix socket (bound by the daemon or passed by systemd).
+    /// Callers are identified by their peer credentials;
+    /// [`AuthorityPolicy::Ignore`].
+    Unix(UnixListener),
+    /// A TCP listener: no peer credentials (every `signer.v1` call is
+    /// refused with `UNAUTHENTICATED`; health and reflection answer);
+    /// [`AuthorityPolicy::Strict`]. `signer-daemon serve` never opens one:
+    /// it exists so that the authority rule is defined, and tested, for one.
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// The authority policy of this kind of listener.
+    pub fn authority_policy(&self) -> AuthorityPolicy {
+        match self {
+            Listener::Unix(_) => AuthorityPolicy::Ignore,
+            Listener::Tcp(_) => AuthorityPolicy::Strict,
+        }
+    }
+}
+
+impl From<UnixListener> for Listener {
+    fn from(l: UnixListener) -> Listener {
+        Listener::Unix(l)
+    }
+}
+
+impl From<TcpListener> for Listener {
+    fn from(l: TcpListener) -> Listener {
+        Listener::Tcp(l)
+    }
+}
+
+/// The service of one connection: puts the caller's credentials into every
+/// request and applies the listener's [`AuthorityPolicy`].
+#[derive(Clone, Debug)]
+pub struct ConnectionService<S> {
+    inner: S,
+    peer: PeerConnectInfo,
+    authority: AuthorityPolicy,
+}
+
+impl<S> ConnectionService<S> {
+    /// Wrap `inner` for a connection with these credentials and policy.
+    pub fn new(inner: S, peer: PeerConnectInfo, authority: AuthorityPolicy) -> Self {
+        ConnectionService {
+            inner,
+            peer,
+            authority,
+        }
+    }
+}
+
+/// Answers a request refused by [`AuthorityPolicy::Strict`].
+#[derive(Clone, Copy, Debug)]
+pub struct RefuseAuthority;
+
+impl<B> Service<http::Request<B>> for RefuseAuthority {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: http::Request<B>) -> Self::Future {
+        std::future::ready(Ok(tonic::Status::invalid_argument(
+            "the request's :authority is not a valid URI authority ([userinfo@]host[:port]); \
+             over TCP send the server's host name (only the daemon's Unix socket ignores it)",
+        )
+        .into_http()))
+    }
+}
+
+impl<S, B> Service<http::Request<B>> for ConnectionService<S>
+where
+    S: Service<
+            http::Request<B>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        >,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tower::util::future::EitherResponseFuture<
+        S::Future,
+        <RefuseAuthority as Service<http::Request<B>>>::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let malformed = req
+            .extensions_mut()
+            .remove::<h2::ext::MalformedAuthority>()
+            .is_some();
+        type Route<'a, S> = tower::util::Either<&'a mut S, RefuseAuthority>;
+        match self.authority {
+            AuthorityPolicy::Strict if malformed => {
+                tracing::debug!("request refused: malformed :authority on a TCP listener");
+                Route::<S>::Right(RefuseAuthority).call(req)
+            }
+            AuthorityPolicy::Strict => {
+                req.extensions_mut().insert(self.peer.clone());
+                Route::Left(&mut self.inner).call(req)
+            }
+            AuthorityPolicy::Ignore => {
+                if req.uri().authority().is_some() {
+                    if let Some(path) = req.uri().path_and_query().cloned() {
+                        *req.uri_mut() = http::Uri::from(path);
+                    }
+                }
+                req.extensions_mut().insert(self.peer.clone());
+                Route::Left(&mut self.inner).call(req)
+            }
+        }
+    }
+}
+
 /// Serve `daemon` on `listener` until `shutdown` completes; then stop
 /// accepting connections, answer requests already received (new calls on
 /// open connections are refused with UNAVAILABLE), and return once they are
 /// done or [`DaemonOptions::shutdown_grace`] has passed.
+///
+/// A [`UnixListener`] converts into a [`Listener`]; see [`AuthorityPolicy`]
+/// for what each kind of listener makes of a request's `:authority`.
 pub async fn run(
-    listener: UnixListener,
+    listener: impl Into<Listener>,
     daemon: Arc<Daemon>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    let listener = listener.into();
+    let authority = listener.authority_policy();
     let limit = daemon.options.max_request_bytes;
     let grace = daemon.options.shutdown_grace;
 
@@ -232,9 +416,9 @@ pub async fn run(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => {
+            accepted = accept(&listener) => {
                 let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(stream) => stream,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
@@ -242,29 +426,36 @@ pub async fn run(
                         continue;
                     }
                 };
-                let peer = PeerStream::new(stream);
-                let info = peer.connect_info();
-                if let Some(p) = &info.0 {
-                    tracing::debug!(uid = p.uid, gid = p.gid, pid = p.pid, "connection");
+                macro_rules! serve {
+                    ($io:expr, $info:expr) => {{
+                        let service = ConnectionService::new(routes.clone(), $info, authority);
+                        let conn = builder
+                            .serve_connection(TokioIo::new($io), TowerToHyperService::new(service))
+                            .into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                // Garbage, a client that hung up, a protocol
+                                // error: only this connection is affected.
+                                tracing::debug!(error = %e, "connection closed with an error");
+                            }
+                        });
+                    }};
                 }
-                let service = tower::ServiceExt::map_request(
-                    routes.clone(),
-                    move |mut req: http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(info.clone());
-                        req
-                    },
-                );
-                let conn = builder
-                    .serve_connection(TokioIo::new(peer), TowerToHyperService::new(service))
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        // Garbage, a client that hung up, a protocol error:
-                        // only this connection is affected.
-                        tracing::debug!(error = %e, "connection closed with an error");
+                match stream {
+                    Accepted::Unix(stream) => {
+                        let peer = PeerStream::new(stream);
+                        let info = peer.connect_info();
+                        if let Some(p) = &info.0 {
+                            tracing::debug!(uid = p.uid, gid = p.gid, pid = p.pid, "connection");
+                        }
+                        serve!(peer, info)
                     }
-                });
+                    Accepted::Tcp(stream) => {
+                        tracing::debug!(peer = ?stream.peer_addr().ok(), "TCP connection");
+                        serve!(stream, PeerConnectInfo(None))
+                    }
+                }
             }
         }
     }
@@ -288,4 +479,16 @@ pub async fn run(
     };
     watcher.abort();
     result
+}
+
+enum Accepted {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
+    match listener {
+        Listener::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+        Listener::Tcp(l) => l.accept().await.map(|(s, _)| Accepted::Tcp(s)),
+    }
 }
