@@ -28,6 +28,10 @@ declare -A NEED=(
   [nodejs]=/usr/bin/node
   [python3-pip]=/usr/lib/python3/dist-packages/pip/__init__.py
   [python3-venv]=/usr/share/doc/python3-venv
+  # the benchmark's peers (tests/scripts/bench.sh)
+  [openssh-client]=/usr/bin/ssh-agent
+  [notary]=/usr/bin/notary-signer
+  [softhsm2]=/usr/lib/softhsm/libsofthsm2.so
 )
 
 missing=()

@@ -1,0 +1,694 @@
+//! `signer-bench`: one client program that drives every signer a user would
+//! pick for a local P-256 key with the same digests, the same concurrency
+//! levels and the same client-side work, in one run, and prints one table.
+//!
+//! Rows: the RustCrypto primitive and the emulated token in-process (P-256,
+//! P-384); signer-daemon over its Unix socket (release binary, emulated
+//! token, audit log durable on disk, the default), with the audit log on
+//! tmpfs for comparison, and with two tokens; OpenSSH's ssh-agent;
+//! notary-signer (gRPC, mutual TLS); SoftHSM2 through PKCS#11. Plus the
+//! floor of a durable audit line (one `fdatasync`), the daemon's cold start
+//! and its RSS idle and after the load.
+//!
+//! Client-side work: none inside the timed window for any row; every
+//! signature of every row is verified afterwards (RustCrypto), and a
+//! signature that does not verify fails the benchmark.
+//!
+//! Every peer is set up by the benchmark itself; one that cannot be set up
+//! fails the run, naming the Debian package to install
+//! (`tests/scripts/bench.sh` installs them).
+
+mod daemon;
+mod load;
+mod local;
+mod notary;
+mod pkcs11;
+mod ssh_agent;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use signer_client::signer_proto::v1 as pb;
+use signer_lib::Algorithm;
+
+use crate::load::{Failure, Result, Run, Verifier, digest, fail, run_tasks, run_threads};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "signer-bench",
+    about = "signer-daemon against its peers, side by side in one run"
+)]
+struct Args {
+    /// Requests per row and concurrency level in each repetition.
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+    /// Repetitions (rows are interleaved in each repetition).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Concurrency levels (clients).
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    levels: Vec<usize>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Where tokens, sockets and the durable audit log live (a disk
+    /// filesystem; its fdatasync is measured).
+    #[arg(long, default_value = "/var/tmp")]
+    workdir: PathBuf,
+    /// A tmpfs directory for the comparison row with the audit log in memory.
+    #[arg(long, default_value = "/dev/shm")]
+    tmpfs: PathBuf,
+    /// The signer-daemon binary [default: next to this one].
+    #[arg(long)]
+    daemon_bin: Option<PathBuf>,
+    /// Only these rows (ids as in the JSON output), for development.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    PrimitiveP256,
+    PrimitiveP384,
+    EmulatedP256,
+    EmulatedP384,
+    Daemon,
+    DaemonTmpfs,
+    DaemonTwoTokens,
+    SshAgent,
+    Notary,
+    SoftHsm,
+}
+
+impl Target {
+    const ALL: [Target; 10] = [
+        Target::PrimitiveP256,
+        Target::PrimitiveP384,
+        Target::EmulatedP256,
+        Target::EmulatedP384,
+        Target::Daemon,
+        Target::DaemonTmpfs,
+        Target::DaemonTwoTokens,
+        Target::SshAgent,
+        Target::Notary,
+        Target::SoftHsm,
+    ];
+
+    fn id(self) -> &'static str {
+        match self {
+            Target::PrimitiveP256 => "primitive-p256",
+            Target::PrimitiveP384 => "primitive-p384",
+            Target::EmulatedP256 => "emulated-inprocess-p256",
+            Target::EmulatedP384 => "emulated-inprocess-p384",
+            Target::Daemon => "daemon",
+            Target::DaemonTmpfs => "daemon-audit-tmpfs",
+            Target::DaemonTwoTokens => "daemon-two-tokens",
+            Target::SshAgent => "ssh-agent",
+            Target::Notary => "notary-signer",
+            Target::SoftHsm => "softhsm2-pkcs11",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Target::PrimitiveP256 => "RustCrypto p256 sign_prehash (1 thread)",
+            Target::PrimitiveP384 => "RustCrypto p384 sign_prehash (1 thread)",
+            Target::EmulatedP256 => "emulated token in-process, P-256",
+            Target::EmulatedP384 => "emulated token in-process, P-384",
+            Target::Daemon => "signer-daemon, audit durable on disk (default)",
+            Target::DaemonTmpfs => "signer-daemon, audit on tmpfs (NOT durable)",
+            Target::DaemonTwoTokens => "signer-daemon, two emulated tokens, durable",
+            Target::SshAgent => "OpenSSH ssh-agent (agent protocol)",
+            Target::Notary => "notary-signer (gRPC, mutual TLS)",
+            Target::SoftHsm => "SoftHSM2, PKCS#11 C_Sign CKM_ECDSA",
+        }
+    }
+
+    /// In-process rows run at one client only.
+    fn single(self) -> bool {
+        matches!(
+            self,
+            Target::PrimitiveP256
+                | Target::PrimitiveP384
+                | Target::EmulatedP256
+                | Target::EmulatedP384
+        )
+    }
+}
+
+struct Peers {
+    daemon: Option<daemon::Daemon>,
+    daemon_tmpfs: Option<daemon::Daemon>,
+    daemon_two: Option<daemon::Daemon>,
+    agent: Option<Arc<ssh_agent::Agent>>,
+    notary: Option<Arc<notary::NotarySigner>>,
+    softhsm: Option<Arc<pkcs11::Module>>,
+}
+
+/// Set by the parent to the private SoftHSM2 token directory it made.
+const SOFTHSM_DIR_ENV: &str = "SIGNER_BENCH_SOFTHSM_DIR";
+
+fn main() {
+    let args = Args::parse();
+    // SoftHSM2 reads SOFTHSM2_CONF when it is loaded. Rather than change
+    // this process's environment while threads run, the benchmark runs as a
+    // child whose environment points at a private token directory.
+    if std::env::var_os(SOFTHSM_DIR_ENV).is_none() {
+        std::process::exit(match pkcs11::run_with_private_softhsm(SOFTHSM_DIR_ENV) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("signer-bench: {e}");
+                1
+            }
+        });
+    }
+    match real_main(&args) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("signer-bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn real_main(args: &Args) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail("tokio runtime", e))?;
+    let wanted: Vec<Target> = Target::ALL
+        .into_iter()
+        .filter(|t| args.only.is_empty() || args.only.iter().any(|o| o == t.id()))
+        .collect();
+    let bin = match &args.daemon_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| fail("current_exe", e))?
+            .with_file_name("signer-daemon"),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("signer-bench.")
+        .tempdir_in(&args.workdir)
+        .map_err(|e| fail(format!("temp dir in {}", args.workdir.display()), e))?;
+    let tmpfs_dir = tempfile::Builder::new()
+        .prefix("signer-bench.")
+        .tempdir_in(&args.tmpfs)
+        .map_err(|e| fail(format!("temp dir in {}", args.tmpfs.display()), e))?;
+    let load_before = loadavg();
+
+    // Set-up of everything, before any measurement.
+    let has = |t: Target| wanted.contains(&t);
+    let mut peers = Peers {
+        daemon: None,
+        daemon_tmpfs: None,
+        daemon_two: None,
+        agent: None,
+        notary: None,
+        softhsm: None,
+    };
+    let mut cold_starts = Vec::new();
+    let mut idle_rss = Vec::new();
+    let token_a = daemon::make_token(&bin, dir.path(), "token-a", 20000001)?;
+    let token_b = daemon::make_token(&bin, dir.path(), "token-b", 20000002)?;
+    let token_c = daemon::make_token(&bin, dir.path(), "token-c", 20000003)?;
+    let token_d = daemon::make_token(&bin, dir.path(), "token-d", 20000004)?;
+    rt.block_on(async {
+        if has(Target::Daemon) {
+            let d = daemon::Daemon::start(
+                &bin,
+                dir.path(),
+                "durable",
+                std::slice::from_ref(&token_a),
+                &dir.path().join("audit.jsonl"),
+                &[],
+            )
+            .await?;
+            cold_starts.push(d.cold_start);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            idle_rss.push(d.rss_kib()?);
+            peers.daemon = Some(d);
+        }
+        if has(Target::DaemonTmpfs) {
+            peers.daemon_tmpfs = Some(
+                daemon::Daemon::start(
+                    &bin,
+                    dir.path(),
+                    "tmpfs",
+                    std::slice::from_ref(&token_b),
+                    &tmpfs_dir.path().join("audit.jsonl"),
+                    &[],
+                )
+                .await?,
+            );
+        }
+        if has(Target::DaemonTwoTokens) {
+            peers.daemon_two = Some(
+                daemon::Daemon::start(
+                    &bin,
+                    dir.path(),
+                    "two",
+                    &[token_c.clone(), token_d.clone()],
+                    &dir.path().join("audit-two.jsonl"),
+                    &[],
+                )
+                .await?,
+            );
+        }
+        if has(Target::Notary) {
+            peers.notary = Some(Arc::new(notary::NotarySigner::start(dir.path()).await?));
+        }
+        Ok::<_, Failure>(())
+    })?;
+    if has(Target::SshAgent) {
+        peers.agent = Some(Arc::new(ssh_agent::Agent::start(dir.path())?));
+    }
+    if has(Target::SoftHsm) {
+        pkcs11::softhsm_init_token()?;
+        peers.softhsm = Some(Arc::new(pkcs11::Module::softhsm()?));
+    }
+
+    // Measurements: in every repetition, every row at every level.
+    let mut results: BTreeMap<(Target, usize), Vec<Run>> = BTreeMap::new();
+    let fsync = local::fdatasync(dir.path(), 200)?;
+    for rep in 0..args.reps {
+        for &t in &wanted {
+            let levels: Vec<usize> = if t.single() {
+                vec![1]
+            } else {
+                args.levels.clone()
+            };
+            for &conc in &levels {
+                let (run, verify) = measure(&rt, &peers, dir.path(), t, conc, args.requests)?;
+                run.verify_all(t.id(), verify)?;
+                if !args.json {
+                    eprintln!(
+                        "rep {}/{} {:<28} conc {:>3}: {:>9.0}/s p50 {:>7.0} µs p99 {:>7.0} µs",
+                        rep + 1,
+                        args.reps,
+                        t.id(),
+                        conc,
+                        run.throughput(),
+                        run.percentile_us(50.0),
+                        run.percentile_us(99.0)
+                    );
+                }
+                results.entry((t, conc)).or_default().push(Run {
+                    signatures: Vec::new(),
+                    ..run
+                });
+            }
+        }
+    }
+    let rss_after = match &peers.daemon {
+        Some(d) => Some(d.rss_kib()?),
+        None => None,
+    };
+    let load_after = loadavg();
+    let mut audit_lines = None;
+    if let Some(d) = &peers.daemon {
+        audit_lines = Some(
+            std::fs::read_to_string(&d.audit_log)
+                .map_err(|e| fail("reading the audit log", e))?
+                .lines()
+                .count(),
+        );
+    }
+    drop(peers);
+
+    let report = Report::new(
+        args,
+        &results,
+        &fsync,
+        &cold_starts,
+        &idle_rss,
+        rss_after,
+        audit_lines,
+        (load_before, load_after),
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.json()).map_err(|e| fail("json", e))?
+        );
+    } else {
+        report.print();
+    }
+    Ok(())
+}
+
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    peers: &Peers,
+    dir: &std::path::Path,
+    t: Target,
+    conc: usize,
+    total: usize,
+) -> Result<(Run, Verifier)> {
+    let missing = || Failure(format!("{} was not set up", t.id()));
+    Ok(match t {
+        Target::PrimitiveP256 => local::primitive_p256(total)?,
+        Target::PrimitiveP384 => local::primitive_p384(total)?,
+        Target::EmulatedP256 => local::emulated(dir, Algorithm::EccP256, total)?,
+        Target::EmulatedP384 => local::emulated(dir, Algorithm::EccP384, total)?,
+        Target::Daemon | Target::DaemonTmpfs | Target::DaemonTwoTokens => {
+            let d = match t {
+                Target::Daemon => &peers.daemon,
+                Target::DaemonTmpfs => &peers.daemon_tmpfs,
+                _ => &peers.daemon_two,
+            }
+            .as_ref()
+            .ok_or_else(missing)?;
+            let keys: Arc<Vec<pb::Key>> = Arc::new(d.keys.clone());
+            let sign_keys = keys.clone();
+            let run = rt.block_on(run_tasks(
+                conc,
+                total,
+                |_| d.connect(),
+                move |mut c: signer_client::Client, i| {
+                    let key = daemon::key_ref(&sign_keys[i % sign_keys.len()]);
+                    async move {
+                        let r = c
+                            .sign_unary(
+                                key,
+                                pb::HashAlgorithm::Sha256,
+                                digest(i).to_vec(),
+                                pb::SignatureFormat::Der,
+                            )
+                            .await
+                            .map(|r| r.signature)
+                            .map_err(|e| fail("daemon Sign", e));
+                        (c, r)
+                    }
+                },
+            ))?;
+            let verify = move |i: usize, der: &[u8]| {
+                signer_client::verify(
+                    &keys[i % keys.len()],
+                    pb::HashAlgorithm::Sha256,
+                    &digest(i),
+                    der,
+                )
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+            };
+            (run, Box::new(verify))
+        }
+        Target::SshAgent => {
+            let a = peers.agent.clone().ok_or_else(missing)?;
+            let run = run_threads(conc, total, |_| a.connect(), |c, i| a.sign(c, &digest(i)))?;
+            (
+                run,
+                Box::new(move |i, sig: &[u8]| a.verify(&digest(i), sig)),
+            )
+        }
+        Target::Notary => {
+            let n = peers.notary.clone().ok_or_else(missing)?;
+            let signer = n.clone();
+            let run = rt.block_on(run_tasks(
+                conc,
+                total,
+                |_| n.connect(),
+                move |c, i| {
+                    let signer = signer.clone();
+                    async move {
+                        let r = signer.sign(c.clone(), &digest(i)).await;
+                        (c, r)
+                    }
+                },
+            ))?;
+            (
+                run,
+                Box::new(move |i, sig: &[u8]| n.verify(&digest(i), sig)),
+            )
+        }
+        Target::SoftHsm => {
+            let m = peers.softhsm.clone().ok_or_else(missing)?;
+            let run = run_threads(conc, total, |_| m.session(), |s, i| m.sign(s, &digest(i)))?;
+            (
+                run,
+                Box::new(move |i, sig: &[u8]| m.verify(&digest(i), sig)),
+            )
+        }
+    })
+}
+
+/// One row at one level over the repetitions.
+struct Cell {
+    median: f64,
+    min: f64,
+    max: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+impl Cell {
+    fn of(runs: &[Run]) -> Cell {
+        let mut by: Vec<&Run> = runs.iter().collect();
+        by.sort_by(|a, b| a.throughput().total_cmp(&b.throughput()));
+        let mid = by[by.len() / 2];
+        Cell {
+            median: mid.throughput(),
+            min: by[0].throughput(),
+            max: by[by.len() - 1].throughput(),
+            p50_us: mid.percentile_us(50.0),
+            p99_us: mid.percentile_us(99.0),
+        }
+    }
+}
+
+struct Report {
+    cells: BTreeMap<(Target, usize), Cell>,
+    levels: Vec<usize>,
+    requests: usize,
+    reps: usize,
+    fsync_p50_us: f64,
+    fsync_p99_us: f64,
+    cold_start_ms: Option<f64>,
+    idle_rss_kib: Option<u64>,
+    rss_after_kib: Option<u64>,
+    audit_lines: Option<usize>,
+    load: (String, String),
+}
+
+fn pct(v: &[Duration], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v[((p / 100.0) * (v.len() - 1) as f64).round() as usize].as_secs_f64() * 1e6
+}
+
+impl Report {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        args: &Args,
+        results: &BTreeMap<(Target, usize), Vec<Run>>,
+        fsync: &[Duration],
+        cold: &[Duration],
+        idle: &[u64],
+        rss_after: Option<u64>,
+        audit_lines: Option<usize>,
+        load: (String, String),
+    ) -> Report {
+        Report {
+            cells: results.iter().map(|(k, v)| (*k, Cell::of(v))).collect(),
+            levels: args.levels.clone(),
+            requests: args.requests,
+            reps: args.reps,
+            fsync_p50_us: pct(fsync, 50.0),
+            fsync_p99_us: pct(fsync, 99.0),
+            cold_start_ms: cold.first().map(|d| d.as_secs_f64() * 1e3),
+            idle_rss_kib: idle.first().copied(),
+            rss_after_kib: rss_after,
+            audit_lines,
+            load,
+        }
+    }
+
+    fn ratio(&self, t: Target, conc: usize) -> Option<f64> {
+        let base = self.cells.get(&(Target::SshAgent, conc))?;
+        let c = self.cells.get(&(t, conc))?;
+        Some(c.median / base.median)
+    }
+
+    /// The targets: (name, measured, pass).
+    fn targets(&self) -> Vec<(String, String, bool)> {
+        let mut out = Vec::new();
+        let get = |t, c| self.cells.get(&(t, c));
+        if let (Some(d), Some(s)) = (get(Target::Daemon, 8), get(Target::SshAgent, 8)) {
+            let r = d.median / s.median;
+            out.push((
+                "conc 8, durable: daemon >= 2x ssh-agent".into(),
+                format!("{r:.2}x ({:.0}/s vs {:.0}/s)", d.median, s.median),
+                r >= 2.0,
+            ));
+        }
+        if let (Some(d), Some(s)) = (get(Target::Daemon, 1), get(Target::SshAgent, 1)) {
+            let bound = s.p50_us + self.fsync_p50_us;
+            out.push((
+                "conc 1, durable: daemon p50 <= ssh-agent p50 + one fdatasync".into(),
+                format!(
+                    "{:.0} µs vs {:.0} + {:.0} = {bound:.0} µs",
+                    d.p50_us, s.p50_us, self.fsync_p50_us
+                ),
+                d.p50_us <= bound,
+            ));
+        }
+        let mut all = true;
+        let mut text = Vec::new();
+        for &c in &self.levels {
+            if let (Some(d), Some(n)) = (get(Target::Daemon, c), get(Target::Notary, c)) {
+                all &= d.median >= n.median;
+                text.push(format!("{c}: {:.2}x", d.median / n.median));
+            }
+        }
+        if !text.is_empty() {
+            out.push((
+                "daemon >= notary-signer at every level".into(),
+                text.join(", "),
+                all,
+            ));
+        }
+        for &c in &self.levels {
+            if c < 2 {
+                continue;
+            }
+            if let (Some(two), Some(one)) =
+                (get(Target::DaemonTwoTokens, c), get(Target::Daemon, c))
+            {
+                let r = two.median / one.median;
+                out.push((
+                    format!("conc {c}: two tokens >= 1.7x one token"),
+                    format!("{r:.2}x"),
+                    r >= 1.7,
+                ));
+            }
+        }
+        if let Some(d) = get(Target::Daemon, 64) {
+            out.push((
+                "conc 64: daemon p99 <= 3x p50".into(),
+                format!("{:.0} µs vs 3 x {:.0} µs", d.p99_us, d.p50_us),
+                d.p99_us <= 3.0 * d.p50_us,
+            ));
+        }
+        if let Some(c) = self.cold_start_ms {
+            out.push(("cold start < 20 ms".into(), format!("{c:.1} ms"), c < 20.0));
+        }
+        if let Some(r) = self.idle_rss_kib {
+            out.push((
+                "idle RSS < 16 MiB".into(),
+                format!("{:.1} MiB", r as f64 / 1024.0),
+                r < 16 * 1024,
+            ));
+        }
+        out
+    }
+
+    fn print(&self) {
+        println!(
+            "signer-bench: {} requests per row and level, {} repetitions (median; min..max), {} cores, load avg before {} / after {}",
+            self.requests,
+            self.reps,
+            std::thread::available_parallelism().map_or(1, |p| p.get()),
+            self.load.0,
+            self.load.1
+        );
+        println!(
+            "client-side work: none in the timed window; every signature of every row verified afterwards (RustCrypto)"
+        );
+        println!();
+        println!("| path | clients | sig/s (median) | min..max | p50 µs | p99 µs | × ssh-agent |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for ((t, c), cell) in &self.cells {
+            println!(
+                "| {} | {} | {:.0} | {:.0}..{:.0} | {:.0} | {:.0} | {} |",
+                t.label(),
+                c,
+                cell.median,
+                cell.min,
+                cell.max,
+                cell.p50_us,
+                cell.p99_us,
+                self.ratio(*t, *c)
+                    .map_or("–".to_string(), |r| format!("{r:.2}"))
+            );
+        }
+        println!();
+        println!(
+            "fdatasync of one audit line on the audit log's filesystem: p50 {:.0} µs, p99 {:.0} µs",
+            self.fsync_p50_us, self.fsync_p99_us
+        );
+        if let Some(c) = self.cold_start_ms {
+            println!("daemon cold start (spawn to first answered ListKeys): {c:.1} ms");
+        }
+        if let (Some(i), Some(a)) = (self.idle_rss_kib, self.rss_after_kib) {
+            println!(
+                "daemon RSS: idle {:.1} MiB, after the load {:.1} MiB",
+                i as f64 / 1024.0,
+                a as f64 / 1024.0
+            );
+        }
+        if let Some(n) = self.audit_lines {
+            println!("audit lines written by the durable daemon: {n}");
+        }
+        println!();
+        println!("| target | measured | met |");
+        println!("|---|---|---|");
+        for (name, measured, ok) in self.targets() {
+            println!(
+                "| {name} | {measured} | {} |",
+                if ok { "yes" } else { "NO" }
+            );
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = self
+            .cells
+            .iter()
+            .map(|((t, c), cell)| {
+                serde_json::json!({
+                    "id": t.id(),
+                    "label": t.label(),
+                    "clients": c,
+                    "throughput_median": cell.median,
+                    "throughput_min": cell.min,
+                    "throughput_max": cell.max,
+                    "p50_us": cell.p50_us,
+                    "p99_us": cell.p99_us,
+                    "ratio_vs_ssh_agent": self.ratio(*t, *c),
+                })
+            })
+            .collect();
+        let targets: Vec<serde_json::Value> = self
+            .targets()
+            .into_iter()
+            .map(|(n, m, ok)| serde_json::json!({"target": n, "measured": m, "met": ok}))
+            .collect();
+        serde_json::json!({
+            "requests": self.requests,
+            "repetitions": self.reps,
+            "verification": "none in the timed window; every signature verified afterwards",
+            "load_average": {"before": self.load.0, "after": self.load.1},
+            "rows": rows,
+            "fdatasync_us": {"p50": self.fsync_p50_us, "p99": self.fsync_p99_us},
+            "daemon_cold_start_ms": self.cold_start_ms,
+            "daemon_idle_rss_kib": self.idle_rss_kib,
+            "daemon_rss_after_load_kib": self.rss_after_kib,
+            "audit_lines": self.audit_lines,
+            "targets": targets,
+        })
+    }
+}
