@@ -8,6 +8,7 @@
 //! signerctl attest --key KEYID|SLOT [--out chain.pem] [--json]
 //! signerctl health
 //! signerctl bench --key KEYID|SLOT [--clients N] [--requests N]
+//! signerctl tuf key|init|sign|verify|rotate|merge ...   (TUF metadata, see [`tuf`])
 //! ```
 //!
 //! Every call goes through the shared client crate [`signer_client`]
@@ -28,6 +29,7 @@ mod bench;
 mod list;
 mod output;
 mod sign;
+pub mod tuf;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -128,6 +130,9 @@ pub enum Command {
     /// clients, each signing distinct digests; every signature is checked
     /// against the key and its own request.
     Bench(BenchArgs),
+    /// TUF metadata signed with token keys: the root ceremony (key, init,
+    /// sign, verify, rotate, merge).
+    Tuf(tuf::TufCommand),
 }
 
 /// Which key.
@@ -250,6 +255,7 @@ pub async fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Attest(a) => attest::run(connect(&path, timeout).await?, a).await,
         Command::Health(a) => health(connect(&path, timeout).await?, a).await,
         Command::Bench(a) => bench::run(&path, timeout, a).await,
+        Command::Tuf(a) => tuf::run(&path, timeout, a).await,
     }
 }
 

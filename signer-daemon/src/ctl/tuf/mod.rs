@@ -140,9 +140,11 @@ impl ExpiryArgs {
             return Ok(Some(now + Duration::from_secs(days.saturating_mul(86_400))));
         }
         match &self.expires {
-            Some(s) => metadata::parse_expires(s)
-                .map(Some)
-                .map_err(|_| Failure::usage(format!("--expires {s:?}: give a date like 2030-01-01T00:00:00Z"))),
+            Some(s) => metadata::parse_expires(s).map(Some).map_err(|_| {
+                Failure::usage(format!(
+                    "--expires {s:?}: give a date like 2030-01-01T00:00:00Z"
+                ))
+            }),
             None => Ok(None),
         }
     }
@@ -236,7 +238,11 @@ pub async fn run(socket: &Path, timeout: Duration, cmd: TufCommand) -> Result<i3
 
 /// A refusal about `path`, which was left as it was.
 fn refused(path: &Path, e: TufError) -> Failure {
-    Failure::usage(format!("{}: {e} ({} was not changed)", path.display(), path.display()))
+    Failure::usage(format!(
+        "{}: {e} ({} was not changed)",
+        path.display(),
+        path.display()
+    ))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Failure> {
@@ -339,19 +345,29 @@ async fn sign_file(socket: &Path, timeout: Duration, a: SignCmd) -> Result<i32, 
         Scheme::P384 => pb::HashAlgorithm::Sha384,
     };
     let (response, _) = client
-        .sign_verified(&daemon_key, hash, plan.digest.clone(), super::sign::print_touch_prompt)
+        .sign_verified(
+            &daemon_key,
+            hash,
+            plan.digest.clone(),
+            super::sign::print_touch_prompt,
+        )
         .await?;
     let out = sign::apply(&md, &tuf_key, &plan, &response.signature).map_err(|e| {
-        Failure::internal(format!("{}: {e} ({} was not changed)", a.file.display(), a.file.display()))
+        Failure::internal(format!(
+            "{}: {e} ({} was not changed)",
+            a.file.display(),
+            a.file.display()
+        ))
     })?;
     let target = a.output.clone().unwrap_or_else(|| a.file.clone());
     write_output(Some(&target), &out, false)?;
     eprintln!(
-        "signed {} v{} with key {} (daemon key {}){}",
+        "signed {} v{} with key {} (token {}, slot {}){}",
         md.role,
         md.version,
         plan.keyid,
-        daemon_key.key_id,
+        daemon_key.token_serial,
+        daemon_key.slot,
         if target == Path::new("-") {
             String::new()
         } else {
@@ -382,17 +398,27 @@ fn verify_file(a: VerifyCmd) -> Result<i32, Failure> {
     let report = verify::verify(&md, trusted.as_ref(), SystemTime::now())
         .map_err(|e| Failure::usage(format!("{}: {e}", a.file.display())))?;
     if a.json {
-        let mut out = serde_json::to_vec_pretty(&report).map_err(|e| Failure::internal(format!("JSON: {e}")))?;
+        let mut out = serde_json::to_vec_pretty(&report)
+            .map_err(|e| Failure::internal(format!("JSON: {e}")))?;
         out.push(b'\n');
         super::output::stdout(&out)?;
     } else {
         super::output::stdout(report.text().as_bytes())?;
     }
-    Ok(if report.ok { exit::OK } else { exit::NOT_TRUSTED })
+    Ok(if report.ok {
+        exit::OK
+    } else {
+        exit::NOT_TRUSTED
+    })
 }
 
 fn init_root(a: InitCmd) -> Result<i32, Failure> {
-    let keys = |paths: &[PathBuf]| paths.iter().map(|p| read_key_file(p)).collect::<Result<Vec<_>, _>>();
+    let keys = |paths: &[PathBuf]| {
+        paths
+            .iter()
+            .map(|p| read_key_file(p))
+            .collect::<Result<Vec<_>, _>>()
+    };
     let now = SystemTime::now();
     let expires = a
         .expiry
@@ -417,7 +443,11 @@ fn rotate_root(a: RotateCmd) -> Result<i32, Failure> {
     let now = SystemTime::now();
     let r = rotate::Rotation {
         role: Some(a.role.clone()),
-        add: a.add.iter().map(|p| read_key_file(p)).collect::<Result<Vec<_>, _>>()?,
+        add: a
+            .add
+            .iter()
+            .map(|p| read_key_file(p))
+            .collect::<Result<Vec<_>, _>>()?,
         remove: a.remove.clone(),
         threshold: a.threshold,
         expires: a.expiry.time(now)?,
@@ -442,7 +472,9 @@ fn merge_files(a: MergeCmd) -> Result<i32, Failure> {
     let others = files
         .map(|p| Ok((p.display().to_string(), read_metadata(p)?)))
         .collect::<Result<Vec<_>, Failure>>()?;
-    let out = first.merged(&others).map_err(|e| Failure::usage(e.to_string()))?;
+    let out = first
+        .merged(&others)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     write_output(Some(&a.output), &out, false)?;
     Ok(exit::OK)
 }
