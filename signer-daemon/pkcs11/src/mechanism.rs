@@ -1,0 +1,385 @@
+//! Signing mechanisms and the state of one signing operation: hashing for
+//! the `CKM_ECDSA_SHA*` mechanisms (single- and multi-part), digest checks
+//! for `CKM_ECDSA`, and the length query. No I/O: the daemon call is a
+//! closure the caller passes.
+//!
+//! The length query: a `C_Sign`/`C_SignFinal` with a null buffer, or with
+//! a buffer that is too small, gets the length and leaves the operation
+//! active. For ECDSA the length (r‖s, twice the field length) is known from
+//! the key, so such a call never asks the daemon. Should a signature ever be
+//! made and not fit (a mechanism whose length is not known in advance), it
+//! is kept and handed out by the next call of the same operation, so a
+//! logical signature always costs exactly one daemon signature.
+
+use cryptoki_sys::*;
+use sha2::Digest;
+use signer_proto::v1::HashAlgorithm;
+
+use crate::error::P11Error;
+use crate::objects::Curve;
+
+/// The mechanisms the module implements, in `C_GetMechanismList` order.
+pub const SUPPORTED: [CK_MECHANISM_TYPE; 4] = [
+    CKM_ECDSA,
+    CKM_ECDSA_SHA256,
+    CKM_ECDSA_SHA384,
+    CKM_ECDSA_SHA512,
+];
+
+/// `CK_MECHANISM_INFO` flags of every supported mechanism.
+pub const FLAGS: CK_FLAGS = CKF_SIGN | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
+
+/// A supported mechanism.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    /// `CKM_ECDSA`: the caller hashed; the input is the digest.
+    Ecdsa,
+    /// `CKM_ECDSA_SHA256`: the module hashes with SHA-256.
+    EcdsaSha256,
+    /// `CKM_ECDSA_SHA384`.
+    EcdsaSha384,
+    /// `CKM_ECDSA_SHA512`.
+    EcdsaSha512,
+}
+
+impl Mechanism {
+    /// The mechanism of a `CKM_*` type with its parameter length.
+    pub fn from_ckm(ckm: CK_MECHANISM_TYPE, parameter_len: usize) -> Result<Mechanism, P11Error> {
+        let m = match ckm {
+            CKM_ECDSA => Mechanism::Ecdsa,
+            CKM_ECDSA_SHA256 => Mechanism::EcdsaSha256,
+            CKM_ECDSA_SHA384 => Mechanism::EcdsaSha384,
+            CKM_ECDSA_SHA512 => Mechanism::EcdsaSha512,
+            other => return Err(P11Error::MechanismInvalid(other)),
+        };
+        if parameter_len != 0 {
+            return Err(P11Error::MechanismParamInvalid(ckm));
+        }
+        Ok(m)
+    }
+}
+
+/// The hash a digest length stands for, for `CKM_ECDSA`.
+pub fn hash_of_digest_len(len: usize) -> Result<HashAlgorithm, P11Error> {
+    match len {
+        32 => Ok(HashAlgorithm::Sha256),
+        48 => Ok(HashAlgorithm::Sha384),
+        64 => Ok(HashAlgorithm::Sha512),
+        n => Err(P11Error::DataLenRange(n)),
+    }
+}
+
+enum Input {
+    /// `CKM_ECDSA`: the digest, gathered (at most 64 bytes).
+    Digest(Vec<u8>),
+    Sha256(sha2::Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+/// What a finishing call (`C_Sign`, `C_SignFinal`) produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A length query was answered; the operation stays active.
+    Length(usize),
+    /// The buffer was too small; the length is this, the operation stays
+    /// active.
+    TooSmall(usize),
+    /// The signature (r‖s); the operation is over.
+    Signature(Vec<u8>),
+}
+
+/// One signing operation of a session (`C_SignInit` to the end).
+pub struct SignOperation {
+    /// The key's curve.
+    pub curve: Curve,
+    mechanism: Mechanism,
+    input: Input,
+    multipart: bool,
+    /// A signature made but not yet delivered.
+    made: Option<Vec<u8>>,
+    /// Whether the signature length is known before signing (always, for
+    /// ECDSA; tests turn it off to exercise the kept signature).
+    len_known: bool,
+}
+
+impl SignOperation {
+    /// Start signing with `mechanism` and a key on `curve`.
+    pub fn new(mechanism: Mechanism, curve: Curve) -> SignOperation {
+        let input = match mechanism {
+            Mechanism::Ecdsa => Input::Digest(Vec::new()),
+            Mechanism::EcdsaSha256 => Input::Sha256(sha2::Sha256::new()),
+            Mechanism::EcdsaSha384 => Input::Sha384(sha2::Sha384::new()),
+            Mechanism::EcdsaSha512 => Input::Sha512(sha2::Sha512::new()),
+        };
+        SignOperation {
+            curve,
+            mechanism,
+            input,
+            multipart: false,
+            made: None,
+            len_known: true,
+        }
+    }
+
+    /// The signature length, known from the key for ECDSA.
+    pub fn signature_len(&self) -> Option<usize> {
+        self.len_known.then(|| 2 * self.curve.field_len())
+    }
+
+    /// `C_SignUpdate`.
+    pub fn update(&mut self, data: &[u8]) -> Result<(), P11Error> {
+        if self.made.is_some() {
+            return Err(P11Error::OperationActive);
+        }
+        self.multipart = true;
+        match &mut self.input {
+            Input::Digest(d) => {
+                if d.len() + data.len() > 64 {
+                    return Err(P11Error::DataLenRange(d.len() + data.len()));
+                }
+                d.extend_from_slice(data);
+            }
+            Input::Sha256(h) => h.update(data),
+            Input::Sha384(h) => h.update(data),
+            Input::Sha512(h) => h.update(data),
+        }
+        Ok(())
+    }
+
+    /// The (hash, digest) to sign for single-part `data`.
+    fn digest_of(&self, data: &[u8]) -> Result<(HashAlgorithm, Vec<u8>), P11Error> {
+        Ok(match self.mechanism {
+            Mechanism::Ecdsa => (hash_of_digest_len(data.len())?, data.to_vec()),
+            Mechanism::EcdsaSha256 => (HashAlgorithm::Sha256, sha2::Sha256::digest(data).to_vec()),
+            Mechanism::EcdsaSha384 => (HashAlgorithm::Sha384, sha2::Sha384::digest(data).to_vec()),
+            Mechanism::EcdsaSha512 => (HashAlgorithm::Sha512, sha2::Sha512::digest(data).to_vec()),
+        })
+    }
+
+    /// The (hash, digest) to sign for the data gathered by `update`; the
+    /// hash state is kept (a clone is finalized) so a length query that
+    /// comes first costs nothing.
+    fn digest_of_parts(&self) -> Result<(HashAlgorithm, Vec<u8>), P11Error> {
+        Ok(match &self.input {
+            Input::Digest(d) => (hash_of_digest_len(d.len())?, d.clone()),
+            Input::Sha256(h) => (HashAlgorithm::Sha256, h.clone().finalize().to_vec()),
+            Input::Sha384(h) => (HashAlgorithm::Sha384, h.clone().finalize().to_vec()),
+            Input::Sha512(h) => (HashAlgorithm::Sha512, h.clone().finalize().to_vec()),
+        })
+    }
+
+    /// `C_Sign(data)`: `capacity` is `None` for a length query (null
+    /// buffer), else the buffer's length. `sign` asks the daemon for r‖s.
+    pub fn sign(
+        &mut self,
+        data: &[u8],
+        capacity: Option<usize>,
+        sign: impl FnOnce(HashAlgorithm, Vec<u8>) -> Result<Vec<u8>, P11Error>,
+    ) -> Result<Step, P11Error> {
+        if self.multipart {
+            // C_Sign cannot finish a multi-part operation.
+            return Err(P11Error::OperationActive);
+        }
+        // Refuse a bad digest even on a length query: the caller learns at
+        // once, and the daemon is never asked.
+        let digest = self.digest_of(data)?;
+        self.finish(capacity, digest, sign)
+    }
+
+    /// `C_SignFinal`.
+    pub fn sign_final(
+        &mut self,
+        capacity: Option<usize>,
+        sign: impl FnOnce(HashAlgorithm, Vec<u8>) -> Result<Vec<u8>, P11Error>,
+    ) -> Result<Step, P11Error> {
+        let digest = self.digest_of_parts()?;
+        self.finish(capacity, digest, sign)
+    }
+
+    fn finish(
+        &mut self,
+        capacity: Option<usize>,
+        (hash, digest): (HashAlgorithm, Vec<u8>),
+        sign: impl FnOnce(HashAlgorithm, Vec<u8>) -> Result<Vec<u8>, P11Error>,
+    ) -> Result<Step, P11Error> {
+        if self.made.is_none() {
+            if let Some(len) = self.signature_len() {
+                match capacity {
+                    None => return Ok(Step::Length(len)),
+                    Some(c) if c < len => return Ok(Step::TooSmall(len)),
+                    Some(_) => {}
+                }
+            }
+            let signature = sign(hash, digest)?;
+            let want = 2 * self.curve.field_len();
+            if signature.len() != want {
+                return Err(P11Error::Daemon(signer_client::Error::BadAnswer {
+                    reason: format!(
+                        "a {}-byte signature for a {:?} key (r||s is {want} bytes)",
+                        signature.len(),
+                        self.curve
+                    ),
+                }));
+            }
+            self.made = Some(signature);
+        }
+        let len = self.made.as_ref().map_or(0, Vec::len);
+        match capacity {
+            None => Ok(Step::Length(len)),
+            Some(c) if c < len => Ok(Step::TooSmall(len)),
+            Some(_) => Ok(Step::Signature(self.made.take().unwrap_or_default())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn fake(
+        calls: &Cell<usize>,
+        len: usize,
+    ) -> impl FnOnce(HashAlgorithm, Vec<u8>) -> Result<Vec<u8>, P11Error> + '_ {
+        move |_, digest| {
+            calls.set(calls.get() + 1);
+            let mut s = digest;
+            s.resize(len, 0xaa);
+            Ok(s)
+        }
+    }
+
+    #[test]
+    fn a_length_query_never_asks_the_daemon() {
+        let calls = Cell::new(0);
+        let mut op = SignOperation::new(Mechanism::EcdsaSha256, Curve::P256);
+        assert_eq!(
+            op.sign(b"m", None, fake(&calls, 64)).unwrap(),
+            Step::Length(64)
+        );
+        assert_eq!(
+            op.sign(b"m", Some(10), fake(&calls, 64)).unwrap(),
+            Step::TooSmall(64)
+        );
+        assert_eq!(calls.get(), 0);
+        let Step::Signature(s) = op.sign(b"m", Some(64), fake(&calls, 64)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(&s[..32], sha2::Sha256::digest(b"m").as_slice());
+        assert_eq!(calls.get(), 1);
+        let mut op = SignOperation::new(Mechanism::Ecdsa, Curve::P384);
+        assert_eq!(
+            op.sign(&[1; 48], None, fake(&calls, 96)).unwrap(),
+            Step::Length(96)
+        );
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[test]
+    fn a_signature_that_did_not_fit_is_delivered_by_the_next_call() {
+        let calls = Cell::new(0);
+        let mut op = SignOperation::new(Mechanism::EcdsaSha256, Curve::P256);
+        op.len_known = false;
+        assert_eq!(
+            op.sign(b"m", None, fake(&calls, 64)).unwrap(),
+            Step::Length(64)
+        );
+        assert_eq!(
+            op.sign(b"m", Some(3), fake(&calls, 64)).unwrap(),
+            Step::TooSmall(64)
+        );
+        assert!(matches!(
+            op.sign(b"m", Some(64), fake(&calls, 64)).unwrap(),
+            Step::Signature(_)
+        ));
+        assert_eq!(
+            calls.get(),
+            1,
+            "one logical signature, one daemon signature"
+        );
+    }
+
+    #[test]
+    fn ckm_ecdsa_takes_only_sha2_digest_lengths() {
+        let calls = Cell::new(0);
+        for bad in [0usize, 20, 28, 33, 65] {
+            let mut op = SignOperation::new(Mechanism::Ecdsa, Curve::P256);
+            let e = op
+                .sign(&vec![1; bad], Some(64), fake(&calls, 64))
+                .unwrap_err();
+            assert_eq!(e.rv(), CKR_DATA_LEN_RANGE, "{bad}");
+            // Also on a length query.
+            let e = op.sign(&vec![1; bad], None, fake(&calls, 64)).unwrap_err();
+            assert_eq!(e.rv(), CKR_DATA_LEN_RANGE);
+        }
+        assert_eq!(calls.get(), 0);
+        for (len, hash) in [
+            (32, HashAlgorithm::Sha256),
+            (48, HashAlgorithm::Sha384),
+            (64, HashAlgorithm::Sha512),
+        ] {
+            let mut op = SignOperation::new(Mechanism::Ecdsa, Curve::P256);
+            let r = op.sign(&vec![1; len], Some(64), |h, d| {
+                assert_eq!((h, d.len()), (hash, len));
+                Ok(vec![0; 64])
+            });
+            assert!(matches!(r, Ok(Step::Signature(_))));
+        }
+    }
+
+    #[test]
+    fn multi_part_hashes_like_single_part() {
+        let calls = Cell::new(0);
+        let mut op = SignOperation::new(Mechanism::EcdsaSha384, Curve::P384);
+        op.update(b"hello ").unwrap();
+        op.update(b"world").unwrap();
+        assert_eq!(
+            op.sign_final(None, fake(&calls, 96)).unwrap(),
+            Step::Length(96)
+        );
+        let Step::Signature(s) = op.sign_final(Some(200), fake(&calls, 96)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(&s[..48], sha2::Sha384::digest(b"hello world").as_slice());
+        assert_eq!(calls.get(), 1);
+        // C_Sign cannot finish a multi-part operation.
+        let mut op = SignOperation::new(Mechanism::EcdsaSha512, Curve::P256);
+        op.update(b"x").unwrap();
+        assert_eq!(
+            op.sign(b"x", Some(64), fake(&calls, 64)).unwrap_err().rv(),
+            CKR_OPERATION_ACTIVE
+        );
+        // CKM_ECDSA gathers at most one SHA-512 digest.
+        let mut op = SignOperation::new(Mechanism::Ecdsa, Curve::P256);
+        op.update(&[0; 40]).unwrap();
+        assert_eq!(op.update(&[0; 40]).unwrap_err().rv(), CKR_DATA_LEN_RANGE);
+    }
+
+    #[test]
+    fn a_wrong_length_answer_is_refused() {
+        let mut op = SignOperation::new(Mechanism::EcdsaSha256, Curve::P384);
+        let e = op.sign(b"m", Some(96), |_, _| Ok(vec![0; 64])).unwrap_err();
+        assert_eq!(e.rv(), CKR_FUNCTION_FAILED);
+    }
+
+    #[test]
+    fn mechanisms_take_no_parameter() {
+        assert_eq!(
+            Mechanism::from_ckm(CKM_ECDSA_SHA256, 0).unwrap(),
+            Mechanism::EcdsaSha256
+        );
+        assert_eq!(
+            Mechanism::from_ckm(CKM_ECDSA, 8).unwrap_err().rv(),
+            CKR_MECHANISM_PARAM_INVALID
+        );
+        assert_eq!(
+            Mechanism::from_ckm(CKM_RSA_PKCS, 0).unwrap_err().rv(),
+            CKR_MECHANISM_INVALID
+        );
+        assert_eq!(
+            Mechanism::from_ckm(CKM_ECDSA_SHA1, 0).unwrap_err().rv(),
+            CKR_MECHANISM_INVALID
+        );
+    }
+}
