@@ -13,13 +13,21 @@
 //! caller without its audit record; when the log cannot be written, the
 //! signature is withheld and the caller gets UNAVAILABLE.
 //!
+//! A failed or short write leaves the log as it was: before each batch the
+//! writer notes the file's length, and when the write or the `fdatasync`
+//! fails (disk full, I/O error) it truncates the file back to that length,
+//! so no torn partial line remains for the next record to be glued to. If
+//! even the truncation fails, the next batch that can be written starts with
+//! a newline, which terminates the fragment: every complete record still
+//! parses as one JSON line.
+//!
 //! Rotation: the file is opened with `O_APPEND`; on SIGHUP the daemon reopens
 //! the path (after logrotate moved the old file away), so no line is lost
 //! and none goes to the rotated file after the signal.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -112,6 +120,43 @@ pub struct AuditLog {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The audit file as the writer uses it: a trait so that tests can inject
+/// short and failed writes (a full disk) without a full disk.
+pub(crate) trait LogFile: Write + Send {
+    /// The file's current length.
+    fn len(&self) -> std::io::Result<u64>;
+    /// The byte at `offset`.
+    fn byte_at(&self, offset: u64) -> std::io::Result<u8>;
+    /// `fdatasync(2)`.
+    fn sync_data(&self) -> std::io::Result<()>;
+    /// Cut the file to `len` bytes.
+    fn truncate(&self, len: u64) -> std::io::Result<()>;
+}
+
+impl LogFile for File {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+    fn byte_at(&self, offset: u64) -> std::io::Result<u8> {
+        let mut b = [0u8; 1];
+        self.read_exact_at(&mut b, offset)?;
+        Ok(b[0])
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        File::sync_data(self)
+    }
+    fn truncate(&self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+/// Opens (and reopens, after rotation or a failure) the audit file.
+pub(crate) type Opener = Box<dyn FnMut(&Path) -> Result<Box<dyn LogFile>, AuditError> + Send>;
+
+fn real_opener() -> Opener {
+    Box::new(|path: &Path| open_append(path).map(|f| Box::new(f) as Box<dyn LogFile>))
+}
+
 /// The most lines written in one batch (one write, one fdatasync).
 const MAX_BATCH: usize = 512;
 
@@ -119,13 +164,21 @@ impl AuditLog {
     /// Open (create, mode 0640) `path` for appending and start the writer.
     /// Fails now, at start-up, if the file cannot be opened.
     pub fn open(path: impl AsRef<Path>) -> Result<AuditLog, AuditError> {
+        AuditLog::open_with(path, real_opener())
+    }
+
+    /// [`AuditLog::open`] with the file opened by `opener` (fault injection).
+    pub(crate) fn open_with(
+        path: impl AsRef<Path>,
+        mut opener: Opener,
+    ) -> Result<AuditLog, AuditError> {
         let path = path.as_ref().to_path_buf();
-        let file = open_append(&path)?;
+        let file = opener(&path)?;
         let (tx, rx) = mpsc::channel::<Msg>();
         let thread_path = path.clone();
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(thread_path, file, rx))
+            .spawn(move || writer(thread_path, file, opener, rx))
             .map_err(|e| AuditError {
                 path: path.clone(),
                 reason: format!("cannot start the writer thread: {e}"),
@@ -187,7 +240,9 @@ impl Drop for AuditLog {
 }
 
 fn open_append(path: &Path) -> Result<File, AuditError> {
+    // Read access too: the writer checks that the file ends in a newline.
     OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o640)
@@ -201,7 +256,7 @@ fn open_append(path: &Path) -> Result<File, AuditError> {
         })
 }
 
-fn writer(path: PathBuf, file: File, rx: mpsc::Receiver<Msg>) {
+fn writer(path: PathBuf, file: Box<dyn LogFile>, mut opener: Opener, rx: mpsc::Receiver<Msg>) {
     let mut file = Some(file);
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     while let Ok(first) = rx.recv() {
@@ -218,12 +273,12 @@ fn writer(path: PathBuf, file: File, rx: mpsc::Receiver<Msg>) {
             match msg {
                 Msg::Reopen => {
                     // Write what came before the signal to the old file first.
-                    let result = flush(&path, &mut file, &buf);
+                    let result = flush(&path, &mut file, &mut opener, &buf);
                     for w in waiters.drain(..) {
                         let _ = oneshot::Sender::send(w, result.clone());
                     }
                     buf.clear();
-                    file = match open_append(&path) {
+                    file = match opener(&path) {
                         Ok(f) => {
                             tracing::info!(path = %path.display(), "audit log reopened");
                             Some(f)
@@ -248,7 +303,7 @@ fn writer(path: PathBuf, file: File, rx: mpsc::Receiver<Msg>) {
                 }
             }
         }
-        let result = flush(&path, &mut file, &buf);
+        let result = flush(&path, &mut file, &mut opener, &buf);
         if let Err(e) = &result {
             tracing::error!(error = %e, "audit log write failed");
         }
@@ -258,13 +313,18 @@ fn writer(path: PathBuf, file: File, rx: mpsc::Receiver<Msg>) {
     }
 }
 
-fn flush(path: &Path, file: &mut Option<File>, buf: &[u8]) -> Result<(), AuditError> {
+fn flush(
+    path: &Path,
+    file: &mut Option<Box<dyn LogFile>>,
+    opener: &mut Opener,
+    buf: &[u8],
+) -> Result<(), AuditError> {
     if buf.is_empty() {
         return Ok(());
     }
     if file.is_none() {
         // A previous failure (or reopen failure): try again before giving up.
-        *file = open_append(path).ok();
+        *file = opener(path).ok();
     }
     let Some(f) = file.as_mut() else {
         return Err(AuditError {
@@ -272,14 +332,41 @@ fn flush(path: &Path, file: &mut Option<File>, buf: &[u8]) -> Result<(), AuditEr
             reason: "the file is not open (reopen failed)".into(),
         });
     };
-    let result = f.write_all(buf).and_then(|()| f.sync_data());
-    result.map_err(|e| {
+    append_durably(f.as_mut(), buf).map_err(|e| {
         *file = None;
         AuditError {
             path: path.to_path_buf(),
             reason: e.to_string(),
         }
     })
+}
+
+/// Append `buf` (whole lines) and make it durable; on failure leave the
+/// file as it was before the attempt.
+fn append_durably(f: &mut dyn LogFile, buf: &[u8]) -> std::io::Result<()> {
+    let before = f.len()?;
+    // A fragment that an earlier failure could not cut off (or a crash left):
+    // terminate it, so that this batch's first record starts its own line.
+    let healed;
+    let data = if before > 0 && f.byte_at(before - 1)? != b'\n' {
+        tracing::warn!("the audit log ends in a partial line; terminating it");
+        healed = [b"\n", buf].concat();
+        &healed[..]
+    } else {
+        buf
+    };
+    let result = f.write_all(data).and_then(|()| f.sync_data());
+    if result.is_err() {
+        // Disk full mid-write, or the sync failed: the answers of this batch
+        // are withheld, so its lines must not stay (whole or torn).
+        if let Err(e) = f.truncate(before).and_then(|()| f.sync_data()) {
+            tracing::error!(
+                error = %e,
+                "cannot cut a failed audit write back off the log; the next record that can be written terminates the fragment first"
+            );
+        }
+    }
+    result
 }
 
 #[cfg(test)]
@@ -347,6 +434,149 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(new.trim()).unwrap();
         assert_eq!(v["outcome"], "ok");
         assert!(v.get("slot").is_none(), "absent fields are left out: {new}");
+    }
+
+    /// Faults shared between a test and the files its opener makes.
+    #[derive(Default)]
+    struct Faults {
+        /// Bytes the "disk" still takes; `None`: unlimited.
+        space: std::sync::Mutex<Option<usize>>,
+        fail_sync: std::sync::atomic::AtomicBool,
+        fail_truncate: std::sync::atomic::AtomicBool,
+    }
+
+    /// A real file whose writes stop short with ENOSPC once `space` is used
+    /// up, as on a full filesystem, and whose sync or truncate can fail.
+    struct FaultyFile {
+        inner: File,
+        faults: std::sync::Arc<Faults>,
+    }
+
+    impl Write for FaultyFile {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut space = self.faults.space.lock().unwrap();
+            let n = match *space {
+                None => buf.len(),
+                Some(0) => return Err(std::io::Error::from_raw_os_error(28)), // ENOSPC
+                Some(left) => left.min(buf.len()),
+            };
+            let written = self.inner.write(&buf[..n])?;
+            if let Some(left) = space.as_mut() {
+                *left -= written;
+            }
+            Ok(written)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl LogFile for FaultyFile {
+        fn len(&self) -> std::io::Result<u64> {
+            LogFile::len(&self.inner)
+        }
+        fn byte_at(&self, offset: u64) -> std::io::Result<u8> {
+            self.inner.byte_at(offset)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            if self.faults.fail_sync.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(5)); // EIO
+            }
+            File::sync_data(&self.inner)
+        }
+        fn truncate(&self, len: u64) -> std::io::Result<()> {
+            if self.faults.fail_truncate.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(30)); // EROFS
+            }
+            self.inner.set_len(len)
+        }
+    }
+
+    use std::sync::atomic::Ordering;
+
+    fn faulty_log(path: &Path) -> (AuditLog, std::sync::Arc<Faults>) {
+        let faults = std::sync::Arc::new(Faults::default());
+        let shared = faults.clone();
+        let opener: Opener = Box::new(move |p: &Path| {
+            Ok(Box::new(FaultyFile {
+                inner: open_append(p)?,
+                faults: shared.clone(),
+            }) as Box<dyn LogFile>)
+        });
+        (AuditLog::open_with(path, opener).unwrap(), faults)
+    }
+
+    fn ids(text: &str) -> Vec<u64> {
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .unwrap_or_else(|e| panic!("line {l:?} is not a JSON record: {e}"))["request_id"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_write_on_a_full_disk_leaves_no_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (log, faults) = faulty_log(&path);
+        log.write(rec(1)).await.unwrap();
+        let before = std::fs::read(&path).unwrap();
+
+        // The disk fills up 30 bytes into the next line: the write stops
+        // short, the record's answer is withheld, and the fragment is cut off.
+        *faults.space.lock().unwrap() = Some(30);
+        let err = log.write(rec(2)).await.unwrap_err();
+        assert!(err.reason.contains("No space left"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "the log changed");
+
+        // Space again: the log resumes, every line parses.
+        *faults.space.lock().unwrap() = None;
+        log.write(rec(3)).await.unwrap();
+        assert_eq!(ids(&std::fs::read_to_string(&path).unwrap()), vec![1, 3]);
+
+        // A write that fully succeeded but whose fdatasync failed is cut off
+        // too: its answer was withheld, so its line must not claim otherwise.
+        let before = std::fs::read(&path).unwrap();
+        faults.fail_sync.store(true, Ordering::SeqCst);
+        log.write(rec(4)).await.unwrap_err();
+        faults.fail_sync.store(false, Ordering::SeqCst);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        log.write(rec(5)).await.unwrap();
+        assert_eq!(ids(&std::fs::read_to_string(&path).unwrap()), vec![1, 3, 5]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fragment_that_cannot_be_cut_off_is_terminated_before_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (log, faults) = faulty_log(&path);
+        log.write(rec(1)).await.unwrap();
+        *faults.space.lock().unwrap() = Some(30);
+        faults.fail_truncate.store(true, Ordering::SeqCst);
+        log.write(rec(2)).await.unwrap_err();
+        let torn = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !torn.ends_with('\n'),
+            "the fault was not injected: {torn:?}"
+        );
+
+        *faults.space.lock().unwrap() = None;
+        faults.fail_truncate.store(false, Ordering::SeqCst);
+        log.write(rec(3)).await.unwrap();
+        log.write(rec(4)).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        // The fragment is a line of its own; every complete record parses.
+        assert!(serde_json::from_str::<serde_json::Value>(lines[1]).is_err());
+        let complete: Vec<u64> = [lines[0], lines[2], lines[3]]
+            .iter()
+            .map(|l| ids(l)[0])
+            .collect();
+        assert_eq!(complete, vec![1, 3, 4]);
     }
 
     #[test]
