@@ -145,4 +145,13 @@ except grpc.RpcError as e:
     out["bad_digest_message"] = e.details()
 out["steps"].append("bad_digest")
 
+try:
+    # An enum value the contract does not define: never defaulted.
+    sign(Req(key=KeyRef(key_id=key.key_id), digest=digest, hash=99, format=DER), timeout=30)
+    out["bad_hash"] = "OK"
+except grpc.RpcError as e:
+    out["bad_hash"] = e.code().name
+    out["bad_hash_message"] = e.details()
+out["steps"].append("bad_hash")
+
 print(json.dumps(out))
