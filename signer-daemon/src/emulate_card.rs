@@ -2,6 +2,17 @@
 //! vsmartcard's vpcd reader driver, so that any PC/SC client (yubico-piv-tool,
 //! ykman, OpenSC, our own hardware backend) sees it as a YubiKey in a reader.
 //!
+//! The reader's name is not ours to choose: pcscd takes it from the
+//! `FRIENDLYNAME` of the vpcd entry in `reader.conf` and appends " 00 00".
+//! Name it as a YubiKey 5's reader is named, "Yubico YubiKey OTP+FIDO+CCID",
+//! so that Yubico's tools take the card as a plugged-in YubiKey
+//! (yubico-piv-tool's default reader is "Yubico", libykcs11 lists only
+//! readers whose name starts with "Yubico", ykman counts readers named
+//! "Yubico YubiKey"), and give the entry one slot (vpcd built with
+//! `tests/scripts/vpcd-one-slot.sh`): Debian's vpcd adds an empty second
+//! reader that ykman counts as a second YubiKey. `tests/scripts/pcsc-sandbox.sh
+//! start [--name NAME]` and the README's reader.conf entry do both.
+//!
 //! The command connects to vpcd (it listens; we connect), serves the card
 //! until SIGTERM or SIGINT, and reconnects with backoff whenever vpcd goes
 //! away (pcscd restarted). On the first signal it finishes the APDU in
@@ -26,10 +37,11 @@ pub struct EmulateCardArgs {
     #[arg(long, value_name = "FILE")]
     pub state: PathBuf,
 
-    /// vpcd's address. Debian's vsmartcard-vpcd configures the system pcscd
-    /// with reader "Virtual PCD 00 00" on port 35963 and "Virtual PCD 00 01"
-    /// on 35964; `tests/scripts/pcsc-sandbox.sh start` prints the ports of a
-    /// private pcscd.
+    /// vpcd's address: the port of the reader.conf entry's `CHANNELID`
+    /// (35963 in the README's entry for the system pcscd, "Yubico YubiKey
+    /// OTP+FIDO+CCID 00 00"; also Debian's own "Virtual PCD 00 00");
+    /// `tests/scripts/pcsc-sandbox.sh start` exports a private pcscd's as
+    /// `SIGNER_VPCD`.
     #[arg(
         long,
         value_name = "HOST:PORT",
@@ -54,9 +66,10 @@ pub struct EmulateCardArgs {
     pub max_backoff_ms: u64,
 
     /// The ATR the card answers: `usb` (a YubiKey 5 over USB) or `nfc` (a
-    /// YubiKey 5 NFC through an NFC reader). ykman 5 connects through a
-    /// reader not named "Yubico YubiKey" only to a card with the NFC ATR;
-    /// ykman 4, yubico-piv-tool, ykcs11 and OpenSC accept either.
+    /// YubiKey 5 NFC through an NFC reader). In a reader named "Yubico
+    /// YubiKey ..." use `usb`, as a YubiKey does; in a reader with another
+    /// name (e.g. Debian's "Virtual PCD") ykman 5 takes only a card with
+    /// the NFC ATR. ykman 4, yubico-piv-tool, ykcs11 and OpenSC accept either.
     #[arg(long, value_enum, env = "SIGNER_EMULATED_ATR", default_value_t = AtrArg::Usb)]
     pub atr: AtrArg,
 }

@@ -15,22 +15,40 @@
 //!
 //! # Readers
 //!
-//! Each vpcd `reader.conf` entry creates two reader slots listening on two
-//! consecutive TCP ports (on all interfaces: anyone who can reach the port can
-//! insert a card, so use the sandbox on trusted machines only). The sandbox
-//! asks for `ceil(readers / 2)` entries; entry 0 is named "Virtual PCD", the
-//! following ones "Virtual PCD 1", "Virtual PCD 2", ... and pcsc-lite appends
-//! the slot, so the readers are named:
+//! By default every virtual reader is named as a YubiKey 5's reader is under
+//! pcscd, [`YUBIKEY_READER_NAME`] ("Yubico YubiKey OTP+FIDO+CCID"), because
+//! Yubico's tools pick readers by that name: yubico-piv-tool's default reader
+//! is "Yubico", libykcs11 only lists readers whose name starts with "Yubico",
+//! and ykman counts every reader whose name contains "yubico yubikey" as one
+//! YubiKey ([`SandboxConfig::reader_name`] chooses another name).
 //!
-//! | reader | name                    | vpcd port |
-//! |--------|-------------------------|-----------|
-//! | 0      | `Virtual PCD 00 00`     | P0        |
-//! | 1      | `Virtual PCD 00 01`     | P0 + 1    |
-//! | 2      | `Virtual PCD 1 00 00`   | P1        |
-//! | 3      | `Virtual PCD 1 00 01`   | P1 + 1    |
+//! pcscd names a `reader.conf` entry's readers `FRIENDLYNAME 00 SS` (SS =
+//! the driver's slot). Debian's vpcd driver has two slots per entry (a
+//! compile-time constant of vsmartcard, `--enable-vpcdslots`, default 2),
+//! so one entry gives "NAME 00 00" and an always empty "NAME 00 01", which
+//! ykman counts as a second YubiKey ("Multiple YubiKeys detected"). The
+//! sandbox therefore uses, by default, vpcd built from the same Debian
+//! source with one slot ([`VpcdDriver::OneSlot`], built by
+//! `tests/scripts/vpcd-one-slot.sh`, which `install-deps.sh` runs): each
+//! entry is one reader, one card, like one plugged-in YubiKey. Entry 0 is
+//! named NAME, the following ones "NAME 1", "NAME 2", ... (pcscd numbers
+//! identical names only for readers of one driver library, and each entry
+//! loads its own copy of the driver, see below), on any free TCP ports (on
+//! all interfaces: anyone who can reach the port can insert a card, so use
+//! the sandbox on trusted machines only):
 //!
-//! (yubico-piv-tool and ykman pick readers by name substring: use the full
-//! name.) pcsc-lite allows 16 readers, so at most 16 virtual readers.
+//! | reader | name (default, one-slot vpcd)            | vpcd port |
+//! |--------|------------------------------------------|-----------|
+//! | 0      | `Yubico YubiKey OTP+FIDO+CCID 00 00`     | P0        |
+//! | 1      | `Yubico YubiKey OTP+FIDO+CCID 1 00 00`   | P1        |
+//! | 2      | `Yubico YubiKey OTP+FIDO+CCID 2 00 00`   | P2        |
+//!
+//! With [`VpcdDriver::Debian`] (two slots per entry, ports P and P + 1)
+//! the readers are `NAME 00 00`, `NAME 00 01`, `NAME 1 00 00`, `NAME 1 00 01`,
+//! ... and the reader count is rounded up to even.
+//!
+//! (yubico-piv-tool and ykman `--reader` pick readers by name substring: use
+//! the full name.) pcsc-lite allows 16 readers, so at most 16 virtual readers.
 //!
 //! # pcsc-lite reads `PCSCLITE_CSOCK_NAME` once per process
 //!
@@ -56,11 +74,12 @@
 //!
 //! # Requirements
 //!
-//! Root (for `unshare --mount` and `mount`), and the Debian packages
-//! `pcscd`, `vsmartcard-vpcd`, `util-linux` (`unshare`, `setpriv`) and
-//! `mount`. Without them, starting fails with [`SandboxError::NotRoot`] or
-//! [`SandboxError::Missing`] naming what is missing; tests turn that into a
-//! failure, never a skip.
+//! Root (for `unshare --mount` and `mount`), the Debian packages `pcscd`,
+//! `vsmartcard-vpcd`, `util-linux` (`unshare`, `setpriv`) and `mount`, and
+//! the one-slot vpcd driver (`tests/scripts/vpcd-one-slot.sh`). Without
+//! them, starting fails with [`SandboxError::NotRoot`],
+//! [`SandboxError::Missing`] or [`SandboxError::MissingOneSlotDriver`]
+//! naming what is missing; tests turn that into a failure, never a skip.
 
 use std::fmt;
 use std::fs;
@@ -81,19 +100,30 @@ pub const CSOCK_ENV: &str = "PCSCLITE_CSOCK_NAME";
 pub const SANDBOX_DIR_ENV: &str = "SIGNER_PCSC_SANDBOX";
 /// Set for the child process of [`run_sandboxed`]: the test it must run.
 pub const SANDBOX_TEST_ENV: &str = "SIGNER_PCSC_SANDBOX_TEST";
-/// Override the vpcd driver path (default: Debian's).
+/// Override the path of the one-slot vpcd driver ([`VpcdDriver::OneSlot`];
+/// default [`ONE_SLOT_VPCD_DRIVER`]).
 pub const VPCD_DRIVER_ENV: &str = "SIGNER_VPCD_DRIVER";
 /// Set to `1` to run pcscd with `--debug` (its log is in the sandbox
 /// directory, `pcscd.log`). APDUs are never logged (they may hold PINs).
 pub const PCSCD_DEBUG_ENV: &str = "SIGNER_PCSCD_DEBUG";
 
-/// Debian's vpcd driver.
-pub const DEFAULT_VPCD_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so";
+/// Debian's vpcd driver (two slots per `reader.conf` entry).
+pub const DEBIAN_VPCD_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so";
+/// vpcd built with one slot per entry by `tests/scripts/vpcd-one-slot.sh`.
+pub const ONE_SLOT_VPCD_DRIVER: &str = "/usr/local/lib/signer-e2e-vpcd/libifdvpcd.so";
 /// pcsc-lite's limit on readers.
 pub const MAX_READERS: usize = 16;
-/// The friendly name of the first vpcd entry.
-pub const READER_NAME_PREFIX: &str = "Virtual PCD";
+/// The name pcscd gives a YubiKey 5's CCID interface (USB, with OTP, FIDO
+/// and CCID enabled, the factory setting), before the " 00 00" it appends.
+pub const YUBIKEY_READER_NAME: &str = "Yubico YubiKey OTP+FIDO+CCID";
+/// The name Debian's vsmartcard-vpcd gives its readers in the system pcscd.
+pub const VIRTUAL_PCD_READER_NAME: &str = "Virtual PCD";
+/// The longest reader name the sandbox accepts: pcsc-lite truncates names
+/// at 121 bytes, and the sandbox appends " 15" to later entries' names.
+pub const MAX_READER_NAME_LEN: usize = 100;
 
+/// pcscd's directory of USB driver bundles (Debian's `usbdropdir`).
+const USB_DRIVERS_DIR: &str = "/usr/lib/pcsc/drivers";
 /// The socket directory pcscd insists on.
 const PCSCD_RUN_DIR: &str = "/run/pcscd";
 const STATE_FILE: &str = "sandbox.conf";
@@ -119,6 +149,17 @@ pub enum SandboxError {
         what: String,
         /// The Debian package that provides it.
         package: &'static str,
+    },
+    /// The one-slot vpcd driver has not been built.
+    #[error(
+        "the private pcscd needs the one-slot vpcd driver {path}, which is missing: build it with \
+         `tests/scripts/vpcd-one-slot.sh` (from the source of the Debian package vsmartcard-vpcd; \
+         tests/scripts/install-deps.sh runs it), or use Debian's two-slot driver \
+         (`pcsc-sandbox start --two-slot-vpcd`)"
+    )]
+    MissingOneSlotDriver {
+        /// Where it was looked for.
+        path: PathBuf,
     },
     /// An invalid configuration (e.g. too many readers).
     #[error("invalid sandbox configuration: {0}")]
@@ -155,12 +196,64 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SandboxError 
     move |source| SandboxError::Io { context, source }
 }
 
+/// Which vpcd driver serves the sandbox's `reader.conf` entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VpcdDriver {
+    /// vpcd built from Debian's source with one slot per entry
+    /// (`tests/scripts/vpcd-one-slot.sh`): one reader per entry, so each
+    /// card is one reader, as one plugged-in YubiKey is.
+    #[default]
+    OneSlot,
+    /// Debian's `vsmartcard-vpcd` driver: two readers per entry, the second
+    /// (`... 00 01`) on the next port.
+    Debian,
+}
+
+impl VpcdDriver {
+    /// Readers per `reader.conf` entry.
+    pub fn slots(self) -> usize {
+        match self {
+            VpcdDriver::OneSlot => 1,
+            VpcdDriver::Debian => 2,
+        }
+    }
+
+    /// The driver library (the one-slot path can be overridden with
+    /// `SIGNER_VPCD_DRIVER`).
+    pub fn path(self) -> PathBuf {
+        match self {
+            VpcdDriver::OneSlot => std::env::var_os(VPCD_DRIVER_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(ONE_SLOT_VPCD_DRIVER)),
+            VpcdDriver::Debian => PathBuf::from(DEBIAN_VPCD_DRIVER),
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            VpcdDriver::OneSlot => "one-slot",
+            VpcdDriver::Debian => "debian",
+        }
+    }
+
+    fn from_tag(tag: &str) -> Option<VpcdDriver> {
+        [VpcdDriver::OneSlot, VpcdDriver::Debian]
+            .into_iter()
+            .find(|d| d.tag() == tag)
+    }
+}
+
 /// What to start.
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {
-    /// Virtual readers wanted (1 to 16); rounded up to even, since each vpcd
-    /// entry brings two.
+    /// Virtual readers wanted (1 to 16; default 1); with
+    /// [`VpcdDriver::Debian`] rounded up to even, since each entry brings two.
     pub readers: usize,
+    /// The readers' name before pcscd's " 00 00" (default
+    /// [`YUBIKEY_READER_NAME`]); entries after the first get " 1", " 2", ...
+    pub reader_name: String,
+    /// The vpcd driver (default [`VpcdDriver::OneSlot`]).
+    pub vpcd: VpcdDriver,
     /// Run pcscd with `--debug` (default: from `SIGNER_PCSCD_DEBUG=1`).
     pub pcscd_debug: bool,
     /// [`run_sandboxed`] fails the test when its child process runs longer.
@@ -170,7 +263,9 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> SandboxConfig {
         SandboxConfig {
-            readers: 2,
+            readers: 1,
+            reader_name: YUBIKEY_READER_NAME.to_string(),
+            vpcd: VpcdDriver::OneSlot,
             pcscd_debug: std::env::var(PCSCD_DEBUG_ENV).is_ok_and(|v| v == "1"),
             timeout: Duration::from_secs(600),
         }
@@ -178,12 +273,24 @@ impl Default for SandboxConfig {
 }
 
 impl SandboxConfig {
-    /// Check the reader count (1 to 16).
+    /// Check the reader count (1 to 16) and the reader name (1 to 100
+    /// printable characters, no `"`, no leading or trailing space).
     pub fn validate(&self) -> Result<(), SandboxError> {
         if self.readers == 0 || self.readers > MAX_READERS {
             return Err(SandboxError::Config(format!(
                 "{} readers asked, pcsc-lite allows 1 to {MAX_READERS}",
                 self.readers
+            )));
+        }
+        let name = &self.reader_name;
+        if name.is_empty()
+            || name.len() > MAX_READER_NAME_LEN
+            || name.trim() != name
+            || name.chars().any(|c| c.is_control() || c == '"')
+        {
+            return Err(SandboxError::Config(format!(
+                "reader name {name:?}: it must be 1 to {MAX_READER_NAME_LEN} bytes of printable \
+                 characters without '\"' or leading or trailing spaces"
             )));
         }
         Ok(())
@@ -249,9 +356,9 @@ impl fmt::Debug for Sandbox {
     }
 }
 
-/// Check root and the programs and files the sandbox needs. Returns the
-/// vpcd driver path.
-pub fn check_prerequisites() -> Result<PathBuf, SandboxError> {
+/// Check root and the programs and files the sandbox needs, with the vpcd
+/// driver `vpcd`. Returns the driver's path.
+pub fn check_prerequisites(vpcd: VpcdDriver) -> Result<PathBuf, SandboxError> {
     if !rustix::process::geteuid().is_root() {
         return Err(SandboxError::NotRoot);
     }
@@ -266,13 +373,22 @@ pub fn check_prerequisites() -> Result<PathBuf, SandboxError> {
             package,
         })?;
     }
-    let driver = std::env::var_os(VPCD_DRIVER_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_VPCD_DRIVER));
-    if !driver.is_file() {
+    // Both drivers need the package (the one-slot one is built from its
+    // source, and it is the package that makes pcscd able to use vpcd).
+    if !Path::new(DEBIAN_VPCD_DRIVER).is_file() {
         return Err(SandboxError::Missing {
-            what: format!("the vpcd reader driver {}", driver.display()),
+            what: format!("the vpcd reader driver {DEBIAN_VPCD_DRIVER}"),
             package: "vsmartcard-vpcd",
+        });
+    }
+    let driver = vpcd.path();
+    if !driver.is_file() {
+        return Err(match vpcd {
+            VpcdDriver::OneSlot => SandboxError::MissingOneSlotDriver { path: driver },
+            VpcdDriver::Debian => SandboxError::Missing {
+                what: format!("the vpcd reader driver {}", driver.display()),
+                package: "vsmartcard-vpcd",
+            },
         });
     }
     Ok(driver)
@@ -293,7 +409,7 @@ impl Sandbox {
     /// pcsc calls do not reach it (see the module documentation).
     pub fn start_for_subprocesses(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         config.validate()?;
-        let driver = check_prerequisites()?;
+        let driver = check_prerequisites(config.vpcd)?;
         let dir = make_sandbox_dir()?;
         Sandbox::start_in(dir, true, driver, config, Mode::Owned)
     }
@@ -302,7 +418,7 @@ impl Sandbox {
     /// of [`run_sandboxed`]): `SIGNER_PCSC_SANDBOX` is its directory and
     /// `PCSCLITE_CSOCK_NAME` its socket, so in-process pcsc clients reach it.
     pub fn start_for_this_process(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
-        let driver = check_prerequisites()?;
+        let driver = check_prerequisites(config.vpcd)?;
         let dir = std::env::var_os(SANDBOX_DIR_ENV)
             .map(PathBuf::from)
             .ok_or_else(|| SandboxError::Environment(format!("{SANDBOX_DIR_ENV} is not set")))?;
@@ -324,7 +440,7 @@ impl Sandbox {
     /// `pcsc-sandbox stop`.
     pub fn start_detached(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         config.validate()?;
-        let driver = check_prerequisites()?;
+        let driver = check_prerequisites(config.vpcd)?;
         let dir = make_sandbox_dir()?;
         let mut sandbox = Sandbox::start_in(dir, true, driver, config, Mode::Detached)?;
         // The caller decides between `detach` (leave it running) and drop.
@@ -335,17 +451,17 @@ impl Sandbox {
     /// Take over a sandbox started detached, from its directory. Dropping
     /// the result stops its pcscd and removes the directory.
     pub fn open(dir: &Path) -> Result<Sandbox, SandboxError> {
-        let driver = check_prerequisites()?;
         let text = fs::read_to_string(dir.join(STATE_FILE))
             .map_err(io_err(format!("{} is not a pcsc sandbox", dir.display())))?;
-        let readers = parse_state(&text).ok_or_else(|| {
+        let state = parse_state(&text).ok_or_else(|| {
             SandboxError::Config(format!("{} is corrupt", dir.join(STATE_FILE).display()))
         })?;
+        let driver = check_prerequisites(state.config.vpcd)?;
         Ok(Sandbox {
             dir: dir.to_path_buf(),
             owns_dir: true,
-            config: SandboxConfig::with_readers(readers.len()),
-            readers,
+            config: state.config,
+            readers: state.readers,
             driver,
             mode: Mode::Detached,
             pcscd: None,
@@ -406,7 +522,7 @@ impl Sandbox {
         // with fresh ports a few times.
         let mut last = None;
         for _ in 0..3 {
-            sandbox.readers = allocate_readers(sandbox.config.readers)?;
+            sandbox.readers = allocate_readers(&sandbox.config)?;
             sandbox.write_config()?;
             match sandbox.start_pcscd() {
                 Ok(()) => return Ok(sandbox),
@@ -444,6 +560,17 @@ impl Sandbox {
         &self.readers
     }
 
+    /// The configuration it was started with (reader count as allocated).
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// `reader.conf` entries (one per reader, or one per two readers with
+    /// Debian's vpcd).
+    fn entries(&self) -> usize {
+        self.readers.len() / self.config.vpcd.slots()
+    }
+
     /// Reader `i`. Panics when out of range (a bug in the test).
     pub fn reader(&self, i: usize) -> &VirtualReader {
         &self.readers[i]
@@ -470,7 +597,8 @@ impl Sandbox {
     /// Shell `export` lines for the sandbox (what `pcsc-sandbox start`
     /// prints): `PCSCLITE_CSOCK_NAME`, `SIGNER_PCSC_SANDBOX`, `SIGNER_VPCD`
     /// (reader 0's vpcd address, which `signer-daemon emulate-card` reads),
-    /// and per reader `SIGNER_VPCD_<i>` and `SIGNER_PCSC_READER_<i>`.
+    /// `SIGNER_PCSC_READER` (reader 0's name), and per reader
+    /// `SIGNER_VPCD_<i>` and `SIGNER_PCSC_READER_<i>`.
     pub fn shell_exports(&self) -> String {
         let mut out = String::new();
         for (k, v) in self.client_env() {
@@ -478,6 +606,10 @@ impl Sandbox {
         }
         if let Some(r) = self.readers.first() {
             out.push_str(&format!("export SIGNER_VPCD={}\n", r.vpcd_address()));
+            out.push_str(&format!(
+                "export SIGNER_PCSC_READER={}\n",
+                shell_quote(&r.name)
+            ));
         }
         for (i, r) in self.readers.iter().enumerate() {
             out.push_str(&format!("export SIGNER_VPCD_{i}={}\n", r.vpcd_address()));
@@ -545,11 +677,7 @@ impl Sandbox {
             .open(self.log_path())
             .map_err(io_err(format!("opening {}", self.log_path().display())))?;
         let log2 = log.try_clone().map_err(io_err("log file"))?;
-        let drivers_dir = self
-            .driver
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("/usr/lib/pcsc/drivers"));
+        let drivers_dir = Path::new(USB_DRIVERS_DIR);
         // In the new mount namespace: our directory over /run/pcscd; empty
         // read-only tmpfs over every USB driver bundle; one private copy of
         // the vpcd driver per reader.conf entry, on a tmpfs (exec allowed
@@ -589,7 +717,7 @@ exec pcscd --foreground --config "$conf" "$@"
             .arg(drivers_dir)
             .arg(&self.driver)
             .arg(self.driver_copies_dir())
-            .arg(self.readers.len().div_ceil(2).to_string());
+            .arg(self.entries().to_string());
         if self.config.pcscd_debug {
             cmd.arg("--debug");
         }
@@ -688,17 +816,25 @@ exec pcscd --foreground --config "$conf" "$@"
                 let _ = fs::remove_file(e.path());
             }
         }
-        let mut state = String::from("# reader <port> <name>\n");
-        for (entry, pair) in self.readers.chunks(2).enumerate() {
-            let port = pair[0].port;
+        let slots = self.config.vpcd.slots();
+        let mut state = format!(
+            "# driver <one-slot|debian>, name <reader name>, reader <port> <name>\n\
+             driver {}\nname {}\n",
+            self.config.vpcd.tag(),
+            self.config.reader_name
+        );
+        for (entry, group) in self.readers.chunks(slots).enumerate() {
+            let port = group[0].port;
+            let ports: Vec<String> = group.iter().map(|r| r.port.to_string()).collect();
             let text = format!(
-                "# vpcd entry {entry}: slots on ports {port} and {}\n\
+                "# vpcd entry {entry}: {} on port(s) {}\n\
                  FRIENDLYNAME \"{}\"\n\
                  DEVICENAME   /dev/null:{port}\n\
                  LIBPATH      {}\n\
                  CHANNELID    {port}\n",
-                port + 1,
-                friendly_name(entry),
+                self.driver.display(),
+                ports.join(", "),
+                friendly_name(&self.config.reader_name, entry),
                 self.driver_copies_dir()
                     .join(format!("libifdvpcd-{entry}.so"))
                     .display()
@@ -735,21 +871,25 @@ fn socket_path(dir: &Path) -> PathBuf {
     dir.join("run").join("pcscd.comm")
 }
 
-fn friendly_name(entry: usize) -> String {
+/// The `FRIENDLYNAME` of `reader.conf` entry `entry`.
+fn friendly_name(name: &str, entry: usize) -> String {
     if entry == 0 {
-        READER_NAME_PREFIX.to_string()
+        name.to_string()
     } else {
-        format!("{READER_NAME_PREFIX} {entry}")
+        format!("{name} {entry}")
     }
 }
 
-/// `n` readers (rounded up to even) on pairs of consecutive free ports.
-fn allocate_readers(n: usize) -> Result<Vec<VirtualReader>, SandboxError> {
-    let entries = n.div_ceil(2);
+/// The readers for `config`: one per entry on a free port (one-slot vpcd),
+/// or two per entry on consecutive free ports (Debian's vpcd; the count
+/// rounded up to even).
+fn allocate_readers(config: &SandboxConfig) -> Result<Vec<VirtualReader>, SandboxError> {
+    let slots = config.vpcd.slots();
+    let entries = config.readers.div_ceil(slots);
     let mut held = Vec::new();
     let mut readers = Vec::new();
     let mut attempts = 0;
-    while readers.len() < entries * 2 {
+    while readers.len() < entries * slots {
         attempts += 1;
         if attempts > 200 {
             return Err(SandboxError::Config(
@@ -761,44 +901,74 @@ fn allocate_readers(n: usize) -> Result<Vec<VirtualReader>, SandboxError> {
             .local_addr()
             .map_err(io_err("finding a free port"))?
             .port();
-        let Some(next) = port.checked_add(1) else {
-            continue;
-        };
-        let Ok(second) = TcpListener::bind(("0.0.0.0", next)) else {
-            continue;
-        };
-        let entry = readers.len() / 2;
-        let name = friendly_name(entry);
-        readers.push(VirtualReader {
-            name: format!("{name} 00 00"),
-            port,
-        });
-        readers.push(VirtualReader {
-            name: format!("{name} 00 01"),
-            port: next,
-        });
+        let entry = readers.len() / slots;
+        let name = friendly_name(&config.reader_name, entry);
+        if slots == 2 {
+            let Some(next) = port.checked_add(1) else {
+                continue;
+            };
+            let Ok(second) = TcpListener::bind(("0.0.0.0", next)) else {
+                continue;
+            };
+            held.push(second);
+            readers.push(VirtualReader {
+                name: format!("{name} 00 00"),
+                port,
+            });
+            readers.push(VirtualReader {
+                name: format!("{name} 00 01"),
+                port: next,
+            });
+        } else {
+            readers.push(VirtualReader {
+                name: format!("{name} 00 00"),
+                port,
+            });
+        }
         held.push(first);
-        held.push(second);
     }
     // `held` closes here, just before pcscd binds the ports.
     Ok(readers)
 }
 
-fn parse_state(text: &str) -> Option<Vec<VirtualReader>> {
+/// A detached sandbox's configuration and readers, from its state file.
+struct State {
+    config: SandboxConfig,
+    readers: Vec<VirtualReader>,
+}
+
+fn parse_state(text: &str) -> Option<State> {
     let mut readers = Vec::new();
+    let mut config = SandboxConfig::default();
+    let (mut driver, mut name) = (false, false);
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let rest = line.strip_prefix("reader ")?;
-        let (port, name) = rest.split_once(' ')?;
-        readers.push(VirtualReader {
-            name: name.to_string(),
-            port: port.parse().ok()?,
-        });
+        let (key, rest) = line.split_once(' ')?;
+        match key {
+            "driver" => {
+                config.vpcd = VpcdDriver::from_tag(rest)?;
+                driver = true;
+            }
+            "name" => {
+                config.reader_name = rest.to_string();
+                name = true;
+            }
+            "reader" => {
+                let (port, name) = rest.split_once(' ')?;
+                readers.push(VirtualReader {
+                    name: name.to_string(),
+                    port: port.parse().ok()?,
+                });
+            }
+            _ => return None,
+        }
     }
-    (!readers.is_empty()).then_some(readers)
+    config.readers = readers.len();
+    (driver && name && !readers.is_empty() && readers.len() % config.vpcd.slots() == 0)
+        .then_some(State { config, readers })
 }
 
 /// `/run/pcscd` must exist to be a mount point. Creating it (as pcscd
@@ -1003,7 +1173,7 @@ where
     }
     if let Err(e) = config
         .validate()
-        .and_then(|()| check_prerequisites().map(drop))
+        .and_then(|()| check_prerequisites(config.vpcd).map(drop))
     {
         panic!("cannot run {test_path}: {e}");
     }
@@ -1084,19 +1254,46 @@ mod tests {
 
     #[test]
     fn state_file_round_trips() {
-        let text = "# reader <port> <name>\nreader 40000 Virtual PCD 00 00\nreader 40001 Virtual PCD 00 01\n";
-        let r = parse_state(text).unwrap();
-        assert_eq!(r.len(), 2);
-        assert_eq!(r[1].name, "Virtual PCD 00 01");
-        assert_eq!(r[1].port, 40001);
-        assert_eq!(r[0].vpcd_address(), "127.0.0.1:40000");
+        let text = "# comment\ndriver debian\nname Yubico YubiKey OTP+FIDO+CCID\n\
+                    reader 40000 Yubico YubiKey OTP+FIDO+CCID 00 00\n\
+                    reader 40001 Yubico YubiKey OTP+FIDO+CCID 00 01\n";
+        let s = parse_state(text).unwrap();
+        assert_eq!(s.readers.len(), 2);
+        assert_eq!(s.readers[1].name, "Yubico YubiKey OTP+FIDO+CCID 00 01");
+        assert_eq!(s.readers[1].port, 40001);
+        assert_eq!(s.readers[0].vpcd_address(), "127.0.0.1:40000");
+        assert_eq!(s.config.vpcd, VpcdDriver::Debian);
+        assert_eq!(s.config.reader_name, YUBIKEY_READER_NAME);
+        assert_eq!(s.config.readers, 2);
         assert!(parse_state("reader x y").is_none());
         assert!(parse_state("").is_none());
+        // Older state files (no driver line) and odd counts for two slots.
+        assert!(parse_state("reader 40000 Virtual PCD 00 00\n").is_none());
+        assert!(parse_state("driver debian\nname N\nreader 40000 N 00 00\n").is_none());
+        assert!(parse_state("driver one-slot\nname N\nreader 40000 N 00 00\n").is_some());
+        assert!(parse_state("driver floppy\nname N\nreader 40000 N 00 00\n").is_none());
     }
 
     #[test]
-    fn readers_come_in_pairs_on_consecutive_ports() {
-        let r = allocate_readers(3).unwrap();
+    fn one_slot_readers_are_named_like_yubikeys_one_per_entry() {
+        let r = allocate_readers(&SandboxConfig::with_readers(3)).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].name, "Yubico YubiKey OTP+FIDO+CCID 00 00");
+        assert_eq!(r[1].name, "Yubico YubiKey OTP+FIDO+CCID 1 00 00");
+        assert_eq!(r[2].name, "Yubico YubiKey OTP+FIDO+CCID 2 00 00");
+        let ports: std::collections::BTreeSet<u16> = r.iter().map(|r| r.port).collect();
+        assert_eq!(ports.len(), 3);
+    }
+
+    #[test]
+    fn debian_vpcd_readers_come_in_pairs_on_consecutive_ports() {
+        let config = SandboxConfig {
+            readers: 3,
+            reader_name: VIRTUAL_PCD_READER_NAME.into(),
+            vpcd: VpcdDriver::Debian,
+            ..SandboxConfig::default()
+        };
+        let r = allocate_readers(&config).unwrap();
         assert_eq!(r.len(), 4);
         assert_eq!(r[1].port, r[0].port + 1);
         assert_eq!(r[3].port, r[2].port + 1);
@@ -1104,6 +1301,29 @@ mod tests {
         assert_eq!(r[1].name, "Virtual PCD 00 01");
         assert_eq!(r[2].name, "Virtual PCD 1 00 00");
         assert_eq!(r[3].name, "Virtual PCD 1 00 01");
+    }
+
+    #[test]
+    fn reader_names_pcscd_cannot_take_are_refused() {
+        let with = |name: &str| SandboxConfig {
+            reader_name: name.into(),
+            ..SandboxConfig::default()
+        };
+        assert!(with("Yubico YubiKey OTP+FIDO+CCID").validate().is_ok());
+        assert!(with("My reader").validate().is_ok());
+        for bad in [
+            "",
+            " lead",
+            "trail ",
+            "quo\"te",
+            "new\nline",
+            &"x".repeat(101),
+        ] {
+            match with(bad).validate() {
+                Err(SandboxError::Config(m)) => assert!(m.contains("reader name"), "{m}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -24,8 +24,8 @@ sandboxed_test!(readers: 16,
         expected.sort();
         expected.dedup();
         assert_eq!(expected.len(), 16, "reader names are unique");
-        assert!(expected.contains(&"Virtual PCD 00 00".to_string()));
-        assert!(expected.contains(&"Virtual PCD 7 00 01".to_string()));
+        assert!(expected.contains(&"Yubico YubiKey OTP+FIDO+CCID 00 00".to_string()));
+        assert!(expected.contains(&"Yubico YubiKey OTP+FIDO+CCID 15 00 00".to_string()));
         let ports: std::collections::BTreeSet<u16> = sandbox.readers().iter().map(|r| r.port).collect();
         assert_eq!(ports.len(), 16, "ports are unique");
 
@@ -195,10 +195,21 @@ fn the_binary_starts_restarts_and_stops_a_detached_sandbox() {
         "{out}"
     );
     assert_eq!(get(&vars, "SIGNER_VPCD"), get(&vars, "SIGNER_VPCD_0"));
-    assert_eq!(get(&vars, "SIGNER_PCSC_READER_3"), "Virtual PCD 1 00 01");
+    assert_eq!(
+        get(&vars, "SIGNER_PCSC_READER"),
+        get(&vars, "SIGNER_PCSC_READER_0")
+    );
+    assert_eq!(
+        get(&vars, "SIGNER_PCSC_READER_2"),
+        "Yubico YubiKey OTP+FIDO+CCID 2 00 00"
+    );
+    assert!(
+        !out.contains("SIGNER_PCSC_READER_3"),
+        "one reader per entry: {out}"
+    );
     let first_pid = pcscd_pid_of(&dir);
     let list = list_readers_with(&vars);
-    for i in 0..4 {
+    for i in 0..3 {
         assert!(
             list.contains(get(&vars, &format!("SIGNER_PCSC_READER_{i}"))),
             "{list}"
@@ -225,7 +236,10 @@ fn the_binary_starts_restarts_and_stops_a_detached_sandbox() {
     assert_ne!(first_pid, second_pid);
     assert!(process_gone(first_pid, &dir));
     let list = list_readers_with(&vars);
-    assert!(list.contains("Virtual PCD 00 00"), "{list}");
+    assert!(
+        list.contains("Yubico YubiKey OTP+FIDO+CCID 00 00"),
+        "{list}"
+    );
 
     let stop = ok(
         Command::new(bin).args(["stop", &dir]).output().unwrap(),
@@ -253,7 +267,16 @@ fn the_script_prints_exports_and_cleans_up() {
     let vars = exports(&out);
     let dir = get(&vars, SANDBOX_DIR_ENV).to_string();
     let list = list_readers_with(&vars);
-    assert!(list.contains("Virtual PCD 00 01"), "{list}");
+    // By default exactly one reader, named as a plugged-in YubiKey 5's.
+    assert_eq!(
+        get(&vars, "SIGNER_PCSC_READER"),
+        "Yubico YubiKey OTP+FIDO+CCID 00 00"
+    );
+    assert_eq!(
+        reader_lines(&list),
+        ["Yubico YubiKey OTP+FIDO+CCID 00 00"],
+        "{list}"
+    );
     let pid = pcscd_pid_of(&dir);
     ok(
         Command::new(&script)
@@ -265,6 +288,87 @@ fn the_script_prints_exports_and_cleans_up() {
     );
     assert!(process_gone(pid, &dir));
     assert!(!Path::new(&dir).exists());
+}
+
+/// The reader names `opensc-tool --list-readers` printed.
+fn reader_lines(list: &str) -> Vec<String> {
+    list.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let _nr: usize = f.next()?.parse().ok()?;
+            let _card = f.next()?;
+            Some(f.collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+#[test]
+fn the_binary_takes_a_reader_name_and_debians_two_slot_vpcd() {
+    let bin = env!("CARGO_BIN_EXE_pcsc-sandbox");
+    let out = ok(
+        Command::new(bin)
+            .args([
+                "start",
+                "--name",
+                "Virtual PCD",
+                "--two-slot-vpcd",
+                "--readers",
+                "3",
+            ])
+            .output()
+            .unwrap(),
+        "pcsc-sandbox start --two-slot-vpcd",
+    );
+    let vars = exports(&out);
+    let dir = get(&vars, SANDBOX_DIR_ENV).to_string();
+    let list = list_readers_with(&vars);
+    // Debian's vpcd: two readers per entry, rounded up to even.
+    let mut names = reader_lines(&list);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "Virtual PCD 00 00",
+            "Virtual PCD 00 01",
+            "Virtual PCD 1 00 00",
+            "Virtual PCD 1 00 01"
+        ],
+        "{list}"
+    );
+    let port = |i: usize| -> u16 {
+        let a = get(&vars, &format!("SIGNER_VPCD_{i}"));
+        a.rsplit_once(':').unwrap().1.parse().unwrap()
+    };
+    assert_eq!(
+        port(1),
+        port(0) + 1,
+        "the second slot listens on the next port"
+    );
+    // Restart (re-read from the state file) keeps driver and names.
+    ok(
+        Command::new(bin).args(["restart", &dir]).output().unwrap(),
+        "restart",
+    );
+    let mut again = reader_lines(&list_readers_with(&vars));
+    again.sort();
+    assert_eq!(again, names);
+    ok(
+        Command::new(bin).args(["stop", &dir]).output().unwrap(),
+        "stop",
+    );
+    assert!(!Path::new(&dir).exists());
+
+    let bad = Command::new(bin)
+        .args(["start", "--name", "bad\"name"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("reader name"));
+    let usage = Command::new(bin)
+        .args(["start", "--name"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
 }
 
 #[test]
@@ -285,7 +389,9 @@ fn missing_prerequisites_fail_with_a_message_naming_them() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("vsmartcard-vpcd") && err.contains("/nonexistent/libifdvpcd.so"),
+        err.contains("vpcd-one-slot.sh")
+            && err.contains("vsmartcard-vpcd")
+            && err.contains("/nonexistent/libifdvpcd.so"),
         "{err}"
     );
 

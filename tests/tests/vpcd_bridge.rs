@@ -39,7 +39,7 @@ fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
 
-sandboxed_test!(
+sandboxed_test!(readers: 2,
     fn card_appears_with_the_yubikey_atr_and_answers_apdus(sandbox) {
         let ctx = establish(WAIT).unwrap();
         let mut names = reader_names(&ctx).unwrap();
@@ -258,7 +258,7 @@ fn run_tool(sandbox: &Sandbox, program: &str, args: &[&str]) -> String {
     stdout
 }
 
-sandboxed_test!(
+sandboxed_test!(readers: 2,
     fn opensc_and_pcsc_tools_see_the_card(sandbox) {
         let handle = bridge(sandbox, 0, Box::new(TestCard::new(0x55)));
         let ctx = establish(WAIT).unwrap();

@@ -2,11 +2,18 @@
 //! (run it through `tests/scripts/pcsc-sandbox.sh`).
 //!
 //! ```text
+//! eval "$(tests/scripts/pcsc-sandbox.sh start)"               # one "Yubico YubiKey OTP+FIDO+CCID 00 00"
 //! eval "$(tests/scripts/pcsc-sandbox.sh start --readers 2)"   # prints export lines
 //! tests/scripts/pcsc-sandbox.sh status                        # readers, ports, pcscd
 //! tests/scripts/pcsc-sandbox.sh restart                       # restart its pcscd
 //! tests/scripts/pcsc-sandbox.sh stop                          # stop pcscd, remove it
 //! ```
+//!
+//! `start` options: `--readers N` (1 to 16, default 1), `--name NAME` (the
+//! readers' name before pcscd's " 00 00", default "Yubico YubiKey
+//! OTP+FIDO+CCID", so Yubico's tools take the card as a plugged-in YubiKey),
+//! `--two-slot-vpcd` (Debian's vpcd driver, two readers per entry, instead
+//! of the one-slot build of `tests/scripts/vpcd-one-slot.sh`).
 //!
 //! `stop`, `restart` and `status` take the sandbox directory as argument or
 //! from `$SIGNER_PCSC_SANDBOX` (exported by `start`). Needs root.
@@ -14,9 +21,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use signer_e2e::pcsc_sandbox::{SANDBOX_DIR_ENV, Sandbox, SandboxConfig, SandboxError};
+use signer_e2e::pcsc_sandbox::{SANDBOX_DIR_ENV, Sandbox, SandboxConfig, SandboxError, VpcdDriver};
 
-const USAGE: &str = "usage: pcsc-sandbox start [--readers N]
+const USAGE: &str = "usage: pcsc-sandbox start [--readers N] [--name NAME] [--two-slot-vpcd]
        pcsc-sandbox stop|restart|status [DIR]   (DIR defaults to $SIGNER_PCSC_SANDBOX)
 
 start prints shell export lines: eval \"$(pcsc-sandbox start)\"";
@@ -60,6 +67,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
                 "PCSCLITE_CSOCK_NAME".to_string(),
                 SANDBOX_DIR_ENV.to_string(),
                 "SIGNER_VPCD".to_string(),
+                "SIGNER_PCSC_READER".to_string(),
             ];
             for i in 0..sandbox.readers().len() {
                 vars.push(format!("SIGNER_VPCD_{i}"));
@@ -90,7 +98,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
                 if running { "running" } else { "not running" }
             );
             for (i, r) in sandbox.readers().iter().enumerate() {
-                println!("reader {i}:  {:<22} vpcd {}", r.name, r.vpcd_address());
+                println!("reader {i}:  {:<37} vpcd {}", r.name, r.vpcd_address());
             }
             sandbox.detach();
             Ok(())
@@ -115,6 +123,13 @@ fn start(rest: &[String]) -> Result<(), Failure> {
                     .ok_or_else(|| Failure::Usage("--readers needs a number".into()))?;
                 config.readers = n;
             }
+            "--name" => {
+                config.reader_name = it
+                    .next()
+                    .ok_or_else(|| Failure::Usage("--name needs a reader name".into()))?
+                    .clone();
+            }
+            "--two-slot-vpcd" => config.vpcd = VpcdDriver::Debian,
             other => return Err(Failure::Usage(format!("unknown option {other:?}"))),
         }
     }
