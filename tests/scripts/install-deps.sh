@@ -9,6 +9,7 @@ set -euo pipefail
 declare -A NEED=(
   [pcscd]=/usr/sbin/pcscd
   [vsmartcard-vpcd]=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
+  [gcc]=/usr/bin/gcc
   [libpcsclite-dev]=/usr/include/PCSC/winscard.h
   [pkg-config]=/usr/bin/pkg-config
   [protobuf-compiler]=/usr/bin/protoc
@@ -148,4 +149,13 @@ if [ ! -d "$NODE_DIR/node_modules/@grpc/grpc-js" ] || [ "$(cat "$NODE_DIR/.packa
     exit 1
   fi
   echo "$want" >"$NODE_DIR/.package.sha256"
+fi
+
+# vpcd with one slot per reader.conf entry (Debian's has two, and ykman
+# counts the empty second reader named "Yubico YubiKey ..." as a second
+# YubiKey), built from the Debian source of the installed vsmartcard-vpcd:
+# the pcscd sandbox's default driver (tests/src/pcsc_sandbox.rs). Mandatory.
+if ! tests/scripts/vpcd-one-slot.sh >/dev/null; then
+  echo "install-deps: cannot build the one-slot vpcd driver (tests/scripts/vpcd-one-slot.sh)" >&2
+  exit 1
 fi
