@@ -790,3 +790,77 @@ fn dash_o_dash_writes_to_stdout_and_leaves_the_file_alone() {
     };
     assert_eq!(signed_of(&out.stdout), signed_of(&before));
 }
+
+#[test]
+fn targets_metadata_signed_with_a_root_listed_key_verifies_with_python_tuf() {
+    let c = Ceremony::start();
+    let (ka, _) = c.key(TOKEN_A, "9c", "a.json");
+    let (kb, _) = c.key(TOKEN_B, "9c", "b.json");
+    c.ok(&[
+        "tuf",
+        "init",
+        "--root-key",
+        ka.to_str().unwrap(),
+        "--targets-key",
+        kb.to_str().unwrap(),
+        "-o",
+        "root.json",
+    ]);
+    c.sign(TOKEN_A, "9c", "root.json", &[]);
+    std::fs::write(
+        c.path("targets.json"),
+        "{\"signed\": {\"_type\": \"targets\", \"spec_version\": \"1.0.31\", \"version\": 1,\n \
+         \"expires\": \"2099-01-01T00:00:00Z\", \"targets\": {\"file\": {\"length\": 1, \"hashes\": \
+         {\"sha256\": \"00\"}}, \"file 2\": {\"length\": 2, \"hashes\": {\"sha256\": \"01\"}}}},\n \
+         \"signatures\": []}\n",
+    )
+    .unwrap();
+    // Without --root the key cannot be checked: signed, with a note.
+    std::fs::copy(c.path("targets.json"), c.path("unchecked.json")).unwrap();
+    let out = c.sign(TOKEN_B, "9c", "unchecked.json", &[]);
+    assert!(
+        out.stderr.contains("not checked against a root"),
+        "{}",
+        out.stderr
+    );
+    // With --root: A is not a targets key and is refused; B is.
+    let out = c.ctl(&[
+        "tuf",
+        "sign",
+        "--key",
+        "9c",
+        "--token",
+        &TOKEN_A.to_string(),
+        "targets.json",
+        "--root",
+        "root.json",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("not listed for the targets role: in the root (--root): roles.targets.keyids does not name it"), "{}", out.stderr);
+    c.sign(TOKEN_B, "9c", "targets.json", &["--root", "root.json"]);
+    let ours = c.ctl(&["tuf", "verify", "targets.json", "--root", "root.json"]);
+    assert_eq!(ours.code, 0, "{}", ours.text());
+    let ours = c.ctl(&["tuf", "verify", "targets.json"]);
+    assert_eq!(ours.code, 2, "{}", ours.stderr);
+    assert!(
+        ours.stderr.contains("give it with --root ROOT.json"),
+        "{}",
+        ours.stderr
+    );
+    // python-tuf hashes the same canonical bytes (keys "file" < "file 2").
+    let check = tuf_check_cmd(
+        "verify-delegate",
+        &[
+            &c.path("root.json"),
+            Path::new("targets"),
+            &c.path("targets.json"),
+        ],
+    );
+    assert_eq!(
+        check.code,
+        0,
+        "python-tuf: {}{}",
+        check.text(),
+        check.stderr
+    );
+}

@@ -10,6 +10,9 @@ python (tests/scripts/install-deps.sh installs tuf and securesystemslib).
   tuf_check.py verify-root ROOT.json
       Metadata.from_file, then Root.verify_delegate("root", signed_bytes,
       signatures): exit 0 if the root's own threshold is met, 1 if not.
+  tuf_check.py verify-delegate ROOT.json ROLE FILE
+      Metadata.from_file of both, then root.verify_delegate(ROLE, ...) of
+      FILE (targets, snapshot, timestamp metadata): exit 0 or 1.
   tuf_check.py update-roots ROOT1.json ROOT2.json ...
       The client's root update: TrustedMetadataSet (tuf.ngclient) trusts
       ROOT1, then loads each next root with update_root (version N+1,
@@ -65,6 +68,22 @@ def verify_root(path: str) -> int:
     return 0
 
 
+def verify_delegate(root_path: str, role: str, path: str) -> int:
+    root = Metadata[Root].from_file(root_path)
+    md = Metadata.from_file(path)
+    if md.signed.type != role:
+        print(f"REJECTED: {path} is {md.signed.type} metadata, not {role}")
+        return 1
+    try:
+        root.signed.verify_delegate(role, md.signed_bytes, md.signatures)
+    except Exception as e:  # noqa: BLE001
+        print(f"REJECTED: {role} v{md.signed.version}: {type(e).__name__}: {e}")
+        return 1
+    print(f"OK: {role} v{md.signed.version} verified against root v{root.signed.version} "
+          f"by python-tuf {tuf.__version__}")
+    return 0
+
+
 def update_roots(paths: list[str]) -> int:
     with open(paths[0], "rb") as f:
         trusted = TrustedMetadataSet(f.read(), EnvelopeType.METADATA)
@@ -88,6 +107,8 @@ def main() -> int:
         return key(args[0])
     if cmd == "verify-root":
         return verify_root(args[0])
+    if cmd == "verify-delegate":
+        return verify_delegate(args[0], args[1], args[2])
     if cmd == "update-roots":
         return update_roots(args)
     print(f"unknown command {cmd}", file=sys.stderr)

@@ -4,7 +4,9 @@
 //!
 //! The top-level members are kept as the raw text they had, in their
 //! order; `signed` in particular is written back byte for byte, and so is
-//! every other signature. Only the `signatures` array is rewritten.
+//! every other signature. Only the `signatures` array is rewritten; the
+//! layout is serde_json's pretty one (two spaces), which `init` and
+//! `rotate` write, so a file they made keeps one layout once signed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -279,7 +281,7 @@ impl Metadata {
             if i > 0 {
                 out.push_str(",\n");
             }
-            out.push(' ');
+            out.push_str("  ");
             out.push_str(&json_string(name));
             out.push_str(": ");
             if name == "signatures" {
@@ -307,19 +309,19 @@ fn render_signatures(sigs: &[Signature]) -> String {
         if i > 0 {
             out.push_str(",\n");
         }
-        out.push_str("  ");
+        out.push_str("    ");
         match &s.raw {
             Some(raw) => out.push_str(raw.get()),
             None => {
-                out.push_str("{\n   \"keyid\": ");
+                out.push_str("{\n      \"keyid\": ");
                 out.push_str(&json_string(&s.keyid));
-                out.push_str(",\n   \"sig\": ");
+                out.push_str(",\n      \"sig\": ");
                 out.push_str(&json_string(&s.sig));
-                out.push_str("\n  }");
+                out.push_str("\n    }");
             }
         }
     }
-    out.push_str("\n ]");
+    out.push_str("\n  ]");
     out
 }
 
@@ -479,6 +481,7 @@ pub(crate) mod tests {
             "{out}"
         );
         assert!(out.contains("\"zz\": {\"a\" : 1}"), "{out}");
+        assert!(out.starts_with("{\n  \"signed\": {"), "{out}");
         let again = Metadata::parse(out.as_bytes()).expect("reparses");
         assert_eq!(again.canonical, md.canonical);
         assert_eq!(again.signatures.len(), 2);

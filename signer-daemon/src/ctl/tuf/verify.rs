@@ -175,7 +175,9 @@ fn check(
         if !r.keyids.contains(&s.keyid) {
             keys.push(KeyReport {
                 keyid: s.keyid.clone(),
-                status: KeyStatus::Unknown(format!("not a key of the {role} role of {by}")),
+                status: KeyStatus::Unknown(format!(
+                    "not a {role} key of {by}: does not count here"
+                )),
             });
         }
     }
