@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sha2::Digest;
+
 const DAEMON: &str = env!("CARGO_BIN_EXE_signer-daemon");
 const SIGNERCTL: &str = env!("CARGO_BIN_EXE_signerctl");
 const TOKEN_A: u32 = 11_111_111;
@@ -394,6 +396,31 @@ fn a_root_signed_on_the_token_verifies_with_python_tuf_and_one_changed_byte_fail
         let md: serde_json::Value =
             serde_json::from_slice(&std::fs::read(c.path(&root)).unwrap()).unwrap();
         assert_eq!(md["signatures"][0]["keyid"], keyid.as_str());
+        // Through the daemon: its audit log has the signature of the
+        // canonical bytes' digest, with the scheme's hash.
+        let md = signer_daemon::ctl::tuf::metadata::Metadata::parse(
+            &std::fs::read(c.path(&root)).unwrap(),
+        )
+        .unwrap();
+        let (hash, digest) = match name {
+            "p256" => ("sha256", hex::encode(sha2::Sha256::digest(&md.canonical))),
+            _ => ("sha384", hex::encode(sha2::Sha384::digest(&md.canonical))),
+        };
+        let audit = std::fs::read_to_string(c.path("audit.jsonl")).unwrap();
+        assert!(
+            audit
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .any(|e| {
+                    e["operation"] == "sign"
+                        && e["outcome"] == "ok"
+                        && e["token_serial"] == TOKEN_A
+                        && e["slot"] == slot
+                        && e["hash"] == hash
+                        && e["digest"] == digest.as_str()
+                }),
+            "no audited {hash} signature of {digest}: {audit}"
+        );
         let ours = c.ctl(&["tuf", "verify", &root]);
         assert_eq!(ours.code, 0, "{}", ours.text());
         assert!(
@@ -863,4 +890,122 @@ fn targets_metadata_signed_with_a_root_listed_key_verifies_with_python_tuf() {
         check.text(),
         check.stderr
     );
+}
+
+/// A seeded generator of JSON trees made of what canonical JSON is hard
+/// about: keys that are prefixes of each other or hold quotes, backslashes,
+/// controls, combining marks, private use and astral characters; integers
+/// at the edges; nesting.
+struct Trees(u64);
+
+impl Trees {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+
+    fn string(&mut self) -> String {
+        const PIECES: &[&str] = &[
+            "a",
+            "b",
+            "A",
+            " ",
+            "!",
+            "\"",
+            "#",
+            "\\",
+            "/",
+            "\u{0}",
+            "\u{1f}",
+            "\n",
+            "\t",
+            "\u{7f}",
+            "e\u{301}",
+            "\u{e9}",
+            "\u{212b}",
+            "\u{e000}",
+            "\u{ffff}",
+            "\u{1f511}",
+            "\u{10000}",
+            "~",
+            "0",
+            "file",
+        ];
+        let n = self.next() % 4;
+        (0..n).map(|_| self.pick(PIECES)).collect()
+    }
+
+    fn value(&mut self, depth: u32) -> serde_json::Value {
+        use serde_json::Value;
+        let kind = if depth >= 4 {
+            self.next() % 4
+        } else {
+            self.next() % 7
+        };
+        match kind {
+            0 => Value::Null,
+            1 => Value::Bool(self.next() % 2 == 0),
+            2 => {
+                let edges = [0i64, -1, 1, i64::MIN, i64::MAX, 9_007_199_254_740_993, -42];
+                match self.next() % 3 {
+                    0 => Value::from(u64::MAX - self.next() % 3),
+                    _ => Value::from(edges[(self.next() % edges.len() as u64) as usize]),
+                }
+            }
+            3 => Value::String(self.string()),
+            4 | 5 => {
+                let n = self.next() % 5;
+                let mut m = serde_json::Map::new();
+                for _ in 0..n {
+                    m.insert(self.string(), self.value(depth + 1));
+                }
+                Value::Object(m)
+            }
+            _ => Value::Array(
+                (0..self.next() % 4)
+                    .map(|_| self.value(depth + 1))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+#[test]
+fn random_trees_encode_as_securesystemslib_encodes_them() {
+    use signer_daemon::ctl::tuf::canonical::canonical_json;
+    let dir = tempfile::tempdir().unwrap();
+    let mut trees = Trees(0x5eed_1234_abcd_0001);
+    let vectors: Vec<serde_json::Value> = (0..2000)
+        .map(|i| {
+            let v = trees.value(0);
+            serde_json::json!({"name": format!("random {i}"), "input": serde_json::to_string(&v).unwrap()})
+        })
+        .collect();
+    let file = dir.path().join("random.json");
+    std::fs::write(&file, serde_json::to_vec(&vectors).unwrap()).unwrap();
+    let mut c = Command::new(python());
+    c.arg(repo().join("tests/clients/python/tuf_canonical.py"))
+        .arg(&file);
+    let out = output(&mut c);
+    assert_eq!(out.code, 0, "tuf_canonical.py: {}", out.stderr);
+    let python: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let theirs = python["vectors"].as_array().unwrap();
+    assert_eq!(theirs.len(), vectors.len());
+    for (v, p) in vectors.iter().zip(theirs) {
+        let input = v["input"].as_str().unwrap();
+        let sslib = hex::decode(
+            p["canonical_hex"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{input}: {p}")),
+        )
+        .unwrap();
+        assert_eq!(canonical_json(input).unwrap(), sslib, "{input}");
+    }
 }
