@@ -33,6 +33,11 @@ declare -A NEED=(
   [openssh-client]=/usr/bin/ssh-agent
   [notary]=/usr/bin/notary-signer
   [softhsm2]=/usr/lib/softhsm/libsofthsm2.so
+  # the PKCS#11 module's tool tests (signer-daemon/pkcs11/tests/tools.rs;
+  # ssh-keygen is openssh-client's, above)
+  [libengine-pkcs11-openssl]=/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so
+  [p11-kit]=/usr/bin/p11-kit
+  [p11-kit-modules]=/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so
 )
 
 missing=()
