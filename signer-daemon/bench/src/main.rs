@@ -65,6 +65,10 @@ struct Args {
     /// The signer-daemon binary [default: next to this one].
     #[arg(long)]
     daemon_bin: Option<PathBuf>,
+    /// A second signer-daemon binary (e.g. the build before an optimization)
+    /// measured as its own row, durable audit, side by side with the first.
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
     /// Only these rows (ids as in the JSON output), for development.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -78,6 +82,7 @@ enum Target {
     EmulatedP256,
     EmulatedP384,
     Daemon,
+    DaemonBaseline,
     DaemonTmpfs,
     DaemonTwoTokens,
     SshAgent,
@@ -86,12 +91,13 @@ enum Target {
 }
 
 impl Target {
-    const ALL: [Target; 10] = [
+    const ALL: [Target; 11] = [
         Target::PrimitiveP256,
         Target::PrimitiveP384,
         Target::EmulatedP256,
         Target::EmulatedP384,
         Target::Daemon,
+        Target::DaemonBaseline,
         Target::DaemonTmpfs,
         Target::DaemonTwoTokens,
         Target::SshAgent,
@@ -106,6 +112,7 @@ impl Target {
             Target::EmulatedP256 => "emulated-inprocess-p256",
             Target::EmulatedP384 => "emulated-inprocess-p384",
             Target::Daemon => "daemon",
+            Target::DaemonBaseline => "daemon-baseline",
             Target::DaemonTmpfs => "daemon-audit-tmpfs",
             Target::DaemonTwoTokens => "daemon-two-tokens",
             Target::SshAgent => "ssh-agent",
@@ -121,6 +128,7 @@ impl Target {
             Target::EmulatedP256 => "emulated token in-process, P-256",
             Target::EmulatedP384 => "emulated token in-process, P-384",
             Target::Daemon => "signer-daemon, audit durable on disk (default)",
+            Target::DaemonBaseline => "signer-daemon --baseline-bin, audit durable on disk",
             Target::DaemonTmpfs => "signer-daemon, audit on tmpfs (NOT durable)",
             Target::DaemonTwoTokens => "signer-daemon, two emulated tokens, durable",
             Target::SshAgent => "OpenSSH ssh-agent (agent protocol)",
@@ -143,6 +151,7 @@ impl Target {
 
 struct Peers {
     daemon: Option<daemon::Daemon>,
+    daemon_baseline: Option<daemon::Daemon>,
     daemon_tmpfs: Option<daemon::Daemon>,
     daemon_two: Option<daemon::Daemon>,
     agent: Option<Arc<ssh_agent::Agent>>,
@@ -190,6 +199,7 @@ fn real_main(args: &Args) -> Result<()> {
     let wanted: Vec<Target> = Target::ALL
         .into_iter()
         .filter(|t| args.only.is_empty() || args.only.iter().any(|o| o == t.id()))
+        .filter(|t| *t != Target::DaemonBaseline || args.baseline_bin.is_some())
         .collect();
     let bin = match &args.daemon_bin {
         Some(b) => b.clone(),
@@ -211,6 +221,7 @@ fn real_main(args: &Args) -> Result<()> {
     let has = |t: Target| wanted.contains(&t);
     let mut peers = Peers {
         daemon: None,
+        daemon_baseline: None,
         daemon_tmpfs: None,
         daemon_two: None,
         agent: None,
@@ -238,6 +249,20 @@ fn real_main(args: &Args) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(300)).await;
             idle_rss.push(d.rss_kib()?);
             peers.daemon = Some(d);
+        }
+        if let (true, Some(baseline)) = (has(Target::DaemonBaseline), &args.baseline_bin) {
+            let token = daemon::make_token(&bin, dir.path(), "token-e", 20000005)?;
+            peers.daemon_baseline = Some(
+                daemon::Daemon::start(
+                    baseline,
+                    dir.path(),
+                    "baseline",
+                    std::slice::from_ref(&token),
+                    &dir.path().join("audit-baseline.jsonl"),
+                    &[],
+                )
+                .await?,
+            );
         }
         if has(Target::DaemonTmpfs) {
             peers.daemon_tmpfs = Some(
@@ -361,9 +386,10 @@ fn measure(
         Target::PrimitiveP384 => local::primitive_p384(total)?,
         Target::EmulatedP256 => local::emulated(dir, Algorithm::EccP256, total)?,
         Target::EmulatedP384 => local::emulated(dir, Algorithm::EccP384, total)?,
-        Target::Daemon | Target::DaemonTmpfs | Target::DaemonTwoTokens => {
+        Target::Daemon | Target::DaemonBaseline | Target::DaemonTmpfs | Target::DaemonTwoTokens => {
             let d = match t {
                 Target::Daemon => &peers.daemon,
+                Target::DaemonBaseline => &peers.daemon_baseline,
                 Target::DaemonTmpfs => &peers.daemon_tmpfs,
                 _ => &peers.daemon_two,
             }

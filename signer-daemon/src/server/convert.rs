@@ -169,6 +169,52 @@ pub fn check_and_encode_signature(
     })
 }
 
+/// Encode a signature the emulated token made, as asked, WITHOUT checking
+/// it against the key. Only for [`signer_lib::TokenKind::Emulated`] tokens:
+///
+/// Why the emulated token's signatures are not verified again here: the
+/// release check exists because a card is a separate device whose answer may
+/// be faulty or made with another key than the one listed. The emulated
+/// token is neither: it signs in this process with RustCrypto's
+/// `sign_prehash`, from the private scalar whose public half *is* the listed
+/// key (the emulator derives the SPKI from the scalar when it loads the
+/// state, and the worker checks the slot's key id against the request's
+/// before signing). Verifying would re-run the same library's arithmetic
+/// in the same address space, catching nothing but memory corruption, at
+/// three times the cost of the signature itself (the daemon's largest CPU
+/// cost in the profile, README "Performance"). The DER is still parsed, so
+/// a malformed answer is INTERNAL and never released. Hardware tokens keep
+/// the full check ([`check_and_encode_signature`]).
+pub fn encode_emulated_signature(
+    key: &KeyInfo,
+    der: &[u8],
+    format: Format,
+) -> Result<Vec<u8>, Status> {
+    let malformed = |e: String| {
+        tracing::error!(key_id = %key.key_id, slot = %key.slot, "{e}");
+        Status::internal(format!(
+            "the emulated token returned a malformed signature ({e}); it was not released"
+        ))
+    };
+    let raw = match key.algorithm() {
+        Algorithm::EccP256 => p256::ecdsa::Signature::from_der(der)
+            .map(|s| s.to_bytes().to_vec())
+            .map_err(|e| malformed(format!("not a DER P-256 ECDSA signature: {e}")))?,
+        Algorithm::EccP384 => p384::ecdsa::Signature::from_der(der)
+            .map(|s| s.to_bytes().to_vec())
+            .map_err(|e| malformed(format!("not a DER P-384 ECDSA signature: {e}")))?,
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "unsupported algorithm {other}: this signer implements p256 and p384"
+            )));
+        }
+    };
+    Ok(match format {
+        Format::Der => der.to_vec(),
+        Format::Raw => raw,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

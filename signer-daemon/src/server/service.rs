@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use signer_lib::model::ecdsa_card_input;
-use signer_lib::{Error, KeyInfo, SlotId, TokenEvent};
+use signer_lib::{Error, KeyInfo, SlotId, TokenEvent, TokenKind};
 use signer_proto::v1 as pb;
 use signer_proto::v1::signer_server::Signer;
 use tokio::sync::mpsc;
@@ -25,12 +25,12 @@ use tonic::{Request, Response, Status};
 use super::Daemon;
 use super::call::Call;
 use super::convert::{
-    Format, check_and_encode_signature, format_from_proto, format_to_proto, hash_from_proto,
-    hash_to_proto, key_to_proto, token_to_proto,
+    Format, check_and_encode_signature, encode_emulated_signature, format_from_proto,
+    format_to_proto, hash_from_proto, hash_to_proto, key_to_proto, token_to_proto,
 };
 use crate::policy::{KeyTarget, Operation};
 use crate::status::{from_error, from_work_error};
-use crate::worker::{Output, Work, WorkError};
+use crate::worker::{Output, Snapshot, Work, WorkError};
 
 /// The service implementation.
 #[derive(Debug, Clone)]
@@ -50,6 +50,9 @@ struct Resolved {
     token: usize,
     serial: u32,
     key: KeyInfo,
+    /// The token is emulated (its signatures are made in this process; see
+    /// [`encode_emulated_signature`]).
+    emulated: bool,
 }
 
 impl Resolved {
@@ -60,6 +63,12 @@ impl Resolved {
             key_id: &self.key.key_id,
         }
     }
+}
+
+fn is_emulated(snap: &Snapshot) -> bool {
+    snap.info
+        .as_ref()
+        .is_some_and(|i| i.kind == TokenKind::Emulated)
 }
 
 impl Daemon {
@@ -93,6 +102,7 @@ impl Daemon {
                             token: i,
                             serial: snap.info.as_ref().map(|i| i.serial).unwrap_or_default(),
                             key: k.clone(),
+                            emulated: is_emulated(&snap),
                         });
                     }
                 }
@@ -154,7 +164,12 @@ impl Daemon {
                     .ok_or_else(|| {
                         Status::not_found(format!("no key in slot {slot} of token {serial}"))
                     })?;
-                Ok(Resolved { token, serial, key })
+                Ok(Resolved {
+                    token,
+                    serial,
+                    key,
+                    emulated: is_emulated(&snap),
+                })
             }
         }
     }
@@ -232,7 +247,12 @@ async fn sign(
             "the token worker answered a sign job with something else",
         ));
     };
-    let signature = check_and_encode_signature(&resolved.key, &card_input, &der, format)?;
+    // Every signature from a hardware token is verified before release.
+    let signature = if resolved.emulated {
+        encode_emulated_signature(&resolved.key, &der, format)?
+    } else {
+        check_and_encode_signature(&resolved.key, &card_input, &der, format)?
+    };
     Ok(pb::SignResponse {
         signature,
         format: format_to_proto(format) as i32,
