@@ -492,3 +492,82 @@ async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
         Listener::Tcp(l) => l.accept().await.map(|(s, _)| Accepted::Tcp(s)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records what reaches the routes: the URI and whether the caller's
+    /// credentials were attached.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<(http::Uri, bool)>>>);
+
+    impl Service<http::Request<()>> for Capture {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(
+            &mut self,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<()>) -> Self::Future {
+            let peer = req.extensions().get::<PeerConnectInfo>().is_some();
+            self.0.lock().unwrap().push((req.uri().clone(), peer));
+            std::future::ready(Ok(http::Response::new(tonic::body::Body::empty())))
+        }
+    }
+
+    async fn through(policy: AuthorityPolicy, uri: &str) -> (http::Uri, bool) {
+        let capture = Capture::default();
+        let mut service = ConnectionService::new(capture.clone(), PeerConnectInfo(None), policy);
+        let req = http::Request::builder().uri(uri).body(()).unwrap();
+        let response = service.call(req).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
+        capture.0.lock().unwrap().pop().unwrap()
+    }
+
+    #[tokio::test]
+    async fn on_a_unix_socket_the_authority_is_gone_before_routing() {
+        let (uri, peer) = through(
+            AuthorityPolicy::Ignore,
+            "http://localhost:50051/signer.v1.Signer/ListKeys?x=1",
+        )
+        .await;
+        assert_eq!(uri, "/signer.v1.Signer/ListKeys?x=1");
+        assert!(uri.authority().is_none() && uri.scheme().is_none());
+        assert!(peer);
+        let (uri, _) = through(AuthorityPolicy::Ignore, "/grpc.health.v1.Health/Check").await;
+        assert_eq!(uri, "/grpc.health.v1.Health/Check");
+    }
+
+    #[tokio::test]
+    async fn on_tcp_a_valid_authority_is_kept() {
+        let (uri, peer) = through(
+            AuthorityPolicy::Strict,
+            "http://signer.example:50051/signer.v1.Signer/ListKeys",
+        )
+        .await;
+        assert_eq!(
+            uri.authority().map(|a| a.as_str()),
+            Some("signer.example:50051")
+        );
+        assert!(peer);
+    }
+
+    #[tokio::test]
+    async fn a_refused_authority_gets_invalid_argument_with_a_reason() {
+        use tower::ServiceExt;
+        let response = RefuseAuthority
+            .oneshot(http::Request::new(()))
+            .await
+            .unwrap();
+        let status = tonic::Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("not a valid URI authority"));
+    }
+}

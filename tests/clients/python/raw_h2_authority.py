@@ -18,6 +18,7 @@ or {"reset": ERROR_CODE} (RST_STREAM), {"goaway": ERROR_CODE}, {"closed": true}
 import json
 import socket
 import sys
+from urllib.parse import unquote
 
 import h2.config
 import h2.connection
@@ -115,13 +116,13 @@ def exchange(sock, conn, stream_id, authority):
                     elif k == b"grpc-status":
                         out["grpc_status"] = v.decode()
                     elif k == b"grpc-message":
-                        out["grpc_message"] = v.decode("utf-8", "replace")
+                        out["grpc_message"] = unquote(v.decode("ascii", "replace"))
             elif isinstance(ev, h2.events.TrailersReceived) and ev.stream_id == stream_id:
                 for k, v in ev.headers:
                     if k == b"grpc-status":
                         out["grpc_status"] = v.decode()
                     elif k == b"grpc-message":
-                        out["grpc_message"] = v.decode("utf-8", "replace")
+                        out["grpc_message"] = unquote(v.decode("ascii", "replace"))
             elif isinstance(ev, h2.events.DataReceived) and ev.stream_id == stream_id:
                 data += ev.data
                 conn.acknowledge_received_data(ev.flow_controlled_length, stream_id)
