@@ -120,6 +120,11 @@ fn keygen(state: &Path, slot: &str, alg: &str) {
 
 impl Ceremony {
     fn start() -> Ceremony {
+        Ceremony::start_with_touch("approve")
+    }
+
+    /// With the emulated touch source `approve` or `deny`.
+    fn start_with_touch(touch: &str) -> Ceremony {
         let dir = tempfile::tempdir().unwrap();
         let mut tokens = Vec::new();
         for (serial, keys) in [
@@ -162,7 +167,7 @@ impl Ceremony {
             .env_remove("SIGNER_PIN")
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_PID")
-            .env("SIGNER_EMULATED_TOUCH", "approve")
+            .env("SIGNER_EMULATED_TOUCH", touch)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -1008,4 +1013,44 @@ fn random_trees_encode_as_securesystemslib_encodes_them() {
         .unwrap();
         assert_eq!(canonical_json(input).unwrap(), sslib, "{input}");
     }
+}
+
+#[test]
+fn a_refused_touch_fails_with_exit_5_and_leaves_the_file_unchanged() {
+    let c = Ceremony::start_with_touch("deny");
+    let (ka, _) = c.key(TOKEN_A, "9c", "a.json");
+    c.ok(&[
+        "tuf",
+        "init",
+        "--root-key",
+        ka.to_str().unwrap(),
+        "-o",
+        "root.json",
+    ]);
+    let before = std::fs::read(c.path("root.json")).unwrap();
+    let listing = files_in(c.dir.path());
+    let out = c.ctl(&[
+        "tuf",
+        "sign",
+        "--key",
+        "9c",
+        "--token",
+        &TOKEN_A.to_string(),
+        "root.json",
+    ]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Touch your YubiKey now"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "ABORTED: touch was denied for the key in slot 9c (root.json was not changed)"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read(c.path("root.json")).unwrap(), before);
+    assert_eq!(files_in(c.dir.path()), listing);
 }

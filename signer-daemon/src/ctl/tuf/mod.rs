@@ -328,8 +328,13 @@ async fn sign_file(socket: &Path, timeout: Duration, a: SignCmd) -> Result<i32, 
     // Everything about the files before connecting.
     let md = read_metadata(&a.file)?;
     let trusted = a.root.as_deref().map(read_root).transpose()?;
-    let mut client = super::connect(socket, timeout).await?;
-    let (daemon_key, tuf_key) = token_key(&mut client, &a.key).await?;
+    let file = a.file.display().to_string();
+    let untouched = |f: Failure| Failure {
+        message: format!("{} ({file} was not changed)", f.message),
+        ..f
+    };
+    let mut client = super::connect(socket, timeout).await.map_err(untouched)?;
+    let (daemon_key, tuf_key) = token_key(&mut client, &a.key).await.map_err(untouched)?;
     let now = SystemTime::now();
     let opts = sign::SignOptions {
         now,
@@ -351,7 +356,8 @@ async fn sign_file(socket: &Path, timeout: Duration, a: SignCmd) -> Result<i32, 
             plan.digest.clone(),
             super::sign::print_touch_prompt,
         )
-        .await?;
+        .await
+        .map_err(|e| untouched(e.into()))?;
     let out = sign::apply(&md, &tuf_key, &plan, &response.signature).map_err(|e| {
         Failure::internal(format!(
             "{}: {e} ({} was not changed)",
