@@ -733,3 +733,250 @@ static FUNCTION_LIST: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
     C_CancelFunction: Some(C_CancelFunction),
     C_WaitForSlotEvent: Some(C_WaitForSlotEvent),
 };
+
+#[cfg(test)]
+mod tests {
+    //! The C ABI itself, with a fake daemon behind the module. One test:
+    //! the module's state is process-wide.
+
+    use super::*;
+    use std::ptr::null_mut;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use signer_client::SignEvent;
+    use signer_proto::v1 as pb;
+
+    use crate::module::Daemon;
+    use crate::objects::KeyEntry;
+
+    static SIGNS: AtomicUsize = AtomicUsize::new(0);
+
+    struct Fake;
+
+    impl Daemon for Fake {
+        fn list_tokens(&self) -> Result<Vec<pb::Token>, signer_client::Error> {
+            Ok(vec![pb::Token {
+                serial: 42,
+                firmware: "5.7.4".into(),
+                available: true,
+                ..Default::default()
+            }])
+        }
+        fn list_keys(&self, serial: u32) -> Result<Vec<pb::Key>, signer_client::Error> {
+            use p256::pkcs8::EncodePublicKey;
+            let sk = p256::ecdsa::SigningKey::from_slice(&[5u8; 32]).expect("key");
+            let spki = sk.verifying_key().to_public_key_der().expect("spki");
+            Ok(vec![pb::Key {
+                token_serial: serial,
+                slot: "9c".into(),
+                algorithm: pb::Algorithm::EccP256 as i32,
+                key_id: "k".into(),
+                public_key_der: spki.as_bytes().to_vec(),
+                ..Default::default()
+            }])
+        }
+        fn sign(
+            &self,
+            _: &KeyEntry,
+            _: pb::HashAlgorithm,
+            digest: Vec<u8>,
+            _: Box<dyn FnMut(SignEvent) + Send>,
+        ) -> Result<Vec<u8>, signer_client::Error> {
+            SIGNS.fetch_add(1, Ordering::SeqCst);
+            Ok([digest.clone(), digest].concat())
+        }
+    }
+
+    unsafe extern "C" fn create(_: *mut *mut c_void) -> CK_RV {
+        CKR_OK
+    }
+    unsafe extern "C" fn other(_: *mut c_void) -> CK_RV {
+        CKR_OK
+    }
+
+    fn args(flags: CK_FLAGS, mutexes: bool) -> CK_C_INITIALIZE_ARGS {
+        CK_C_INITIALIZE_ARGS {
+            CreateMutex: mutexes.then_some(create as unsafe extern "C" fn(_) -> _),
+            DestroyMutex: mutexes.then_some(other as unsafe extern "C" fn(_) -> _),
+            LockMutex: mutexes.then_some(other as unsafe extern "C" fn(_) -> _),
+            UnlockMutex: mutexes.then_some(other as unsafe extern "C" fn(_) -> _),
+            flags,
+            pReserved: null_mut(),
+        }
+    }
+
+    #[test]
+    fn the_c_boundary() {
+        // SAFETY (whole test): every pointer passed is to a live local of
+        // the type the function expects, with the lengths given.
+        unsafe {
+            // A panic never crosses the boundary.
+            assert_eq!(entry("test", || panic!("boom")), CKR_GENERAL_ERROR);
+
+            let mut n: CK_ULONG = 0;
+            assert_eq!(
+                C_GetSlotList(CK_TRUE, null_mut(), &mut n),
+                CKR_CRYPTOKI_NOT_INITIALIZED
+            );
+            let mut a = args(0, true);
+            assert_eq!(C_Initialize(&mut a as *mut _ as *mut c_void), CKR_CANT_LOCK);
+            let mut a = args(CKF_LIBRARY_CANT_CREATE_OS_THREADS, false);
+            assert_eq!(
+                C_Initialize(&mut a as *mut _ as *mut c_void),
+                CKR_NEED_TO_CREATE_THREADS
+            );
+            let mut a = args(CKF_OS_LOCKING_OK, false);
+            a.pReserved = &mut n as *mut _ as *mut c_void;
+            assert_eq!(
+                C_Initialize(&mut a as *mut _ as *mut c_void),
+                CKR_ARGUMENTS_BAD
+            );
+            let mut a = args(CKF_OS_LOCKING_OK, false);
+            a.CreateMutex = Some(create);
+            assert_eq!(
+                C_Initialize(&mut a as *mut _ as *mut c_void),
+                CKR_ARGUMENTS_BAD
+            );
+            // Mutex callbacks with CKF_OS_LOCKING_OK: the module locks itself.
+            let mut a = args(CKF_OS_LOCKING_OK, true);
+            assert_eq!(C_Initialize(&mut a as *mut _ as *mut c_void), CKR_OK);
+            assert_eq!(C_Initialize(null_mut()), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+            // Swap in the fake daemon.
+            let config = Config {
+                touch_prompt: false,
+                log: false,
+            };
+            *state() = Some(Arc::new(Module::new(Box::new(Fake), config)));
+
+            let mut list: *mut CK_FUNCTION_LIST = null_mut();
+            assert_eq!(C_GetFunctionList(&mut list), CKR_OK);
+            assert_eq!((*list).version.major, 2);
+            assert_eq!(C_GetFunctionList(null_mut()), CKR_ARGUMENTS_BAD);
+
+            // The two-call slot list, and a too-small buffer.
+            assert_eq!(C_GetSlotList(CK_TRUE, null_mut(), &mut n), CKR_OK);
+            assert_eq!(n, 1);
+            let mut slots = [99 as CK_SLOT_ID; 2];
+            let mut zero: CK_ULONG = 0;
+            assert_eq!(
+                C_GetSlotList(CK_TRUE, slots.as_mut_ptr(), &mut zero),
+                CKR_BUFFER_TOO_SMALL
+            );
+            assert_eq!(zero, 1);
+            n = 2;
+            assert_eq!(C_GetSlotList(CK_TRUE, slots.as_mut_ptr(), &mut n), CKR_OK);
+            assert_eq!((n, slots[0]), (1, 0));
+
+            let mut info: CK_TOKEN_INFO = std::mem::zeroed();
+            assert_eq!(C_GetTokenInfo(0, &mut info), CKR_OK);
+            assert_eq!(&info.label[..16], b"YubiKey PIV #42 ");
+            assert_eq!(C_GetTokenInfo(7, &mut info), CKR_SLOT_ID_INVALID);
+
+            let mut h: CK_SESSION_HANDLE = 0;
+            assert_eq!(
+                C_OpenSession(0, CKF_SERIAL_SESSION, null_mut(), None, &mut h),
+                CKR_OK
+            );
+            let mut pin = *b"whatever";
+            assert_eq!(C_Login(h, CKU_USER, pin.as_mut_ptr(), 8), CKR_OK);
+            assert_eq!(C_Login(h, CKU_SO, null_mut(), 0), CKR_USER_TYPE_INVALID);
+
+            // Find the private key by class.
+            let mut class = CKO_PRIVATE_KEY;
+            let mut t = [CK_ATTRIBUTE {
+                type_: CKA_CLASS,
+                pValue: &mut class as *mut _ as *mut c_void,
+                ulValueLen: std::mem::size_of::<CK_ULONG>() as CK_ULONG,
+            }];
+            assert_eq!(C_FindObjectsInit(h, t.as_mut_ptr(), 1), CKR_OK);
+            let mut objs = [0 as CK_OBJECT_HANDLE; 4];
+            let mut found: CK_ULONG = 0;
+            assert_eq!(C_FindObjects(h, objs.as_mut_ptr(), 4, &mut found), CKR_OK);
+            assert_eq!(found, 1);
+            assert_eq!(C_FindObjectsFinal(h), CKR_OK);
+            let key = objs[0];
+
+            // Attribute lengths, a too-small value buffer, a missing one.
+            let mut small = [0u8; 2];
+            let mut t = [
+                CK_ATTRIBUTE {
+                    type_: CKA_EC_POINT,
+                    pValue: null_mut(),
+                    ulValueLen: 0,
+                },
+                CK_ATTRIBUTE {
+                    type_: CKA_EC_PARAMS,
+                    pValue: small.as_mut_ptr() as *mut c_void,
+                    ulValueLen: 2,
+                },
+                CK_ATTRIBUTE {
+                    type_: CKA_MODULUS,
+                    pValue: null_mut(),
+                    ulValueLen: 0,
+                },
+            ];
+            let rv = C_GetAttributeValue(h, key, t.as_mut_ptr(), 3);
+            assert!(rv == CKR_BUFFER_TOO_SMALL || rv == CKR_ATTRIBUTE_TYPE_INVALID);
+            assert_eq!(t[0].ulValueLen, 67, "DER OCTET STRING of 65 bytes");
+            assert_eq!(t[1].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+            assert_eq!(t[2].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+
+            // The length query: null buffer, too small, then the signature;
+            // one daemon signature.
+            let mut mech = CK_MECHANISM {
+                mechanism: CKM_ECDSA,
+                pParameter: null_mut(),
+                ulParameterLen: 0,
+            };
+            assert_eq!(C_SignInit(h, &mut mech, key), CKR_OK);
+            let mut digest = [7u8; 32];
+            let mut len: CK_ULONG = 0;
+            assert_eq!(
+                C_Sign(h, digest.as_mut_ptr(), 32, null_mut(), &mut len),
+                CKR_OK
+            );
+            assert_eq!(len, 64);
+            let mut sig = [0u8; 80];
+            len = 10;
+            assert_eq!(
+                C_Sign(h, digest.as_mut_ptr(), 32, sig.as_mut_ptr(), &mut len),
+                CKR_BUFFER_TOO_SMALL
+            );
+            assert_eq!(len, 64);
+            assert_eq!(SIGNS.load(Ordering::SeqCst), 0);
+            len = 80;
+            assert_eq!(
+                C_Sign(h, digest.as_mut_ptr(), 32, sig.as_mut_ptr(), &mut len),
+                CKR_OK
+            );
+            assert_eq!(len, 64);
+            assert_eq!(&sig[..32], &[7u8; 32]);
+            assert_eq!(SIGNS.load(Ordering::SeqCst), 1);
+            assert_eq!(
+                C_Sign(h, digest.as_mut_ptr(), 32, sig.as_mut_ptr(), &mut len),
+                CKR_OPERATION_NOT_INITIALIZED
+            );
+            // Multi-part through the C functions.
+            mech.mechanism = CKM_ECDSA_SHA256;
+            assert_eq!(C_SignInit(h, &mut mech, key), CKR_OK);
+            assert_eq!(C_SignUpdate(h, digest.as_mut_ptr(), 32), CKR_OK);
+            len = 64;
+            assert_eq!(C_SignFinal(h, sig.as_mut_ptr(), &mut len), CKR_OK);
+            assert_eq!(SIGNS.load(Ordering::SeqCst), 2);
+            // A mechanism with a parameter, a null mechanism, an unsupported
+            // function.
+            mech.ulParameterLen = 4;
+            assert_eq!(C_SignInit(h, &mut mech, key), CKR_MECHANISM_PARAM_INVALID);
+            assert_eq!(C_SignInit(h, null_mut(), key), CKR_ARGUMENTS_BAD);
+            assert_eq!(
+                ((*list).C_GenerateRandom.expect("listed"))(h, sig.as_mut_ptr(), 8),
+                CKR_FUNCTION_NOT_SUPPORTED
+            );
+
+            assert_eq!(C_CloseSession(h), CKR_OK);
+            assert_eq!(C_CloseSession(h), CKR_SESSION_HANDLE_INVALID);
+            assert_eq!(C_Finalize(null_mut()), CKR_OK);
+            assert_eq!(C_Finalize(null_mut()), CKR_CRYPTOKI_NOT_INITIALIZED);
+        }
+    }
+}
