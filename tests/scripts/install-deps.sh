@@ -29,6 +29,7 @@ declare -A NEED=(
   [nodejs]=/usr/bin/node
   [python3-pip]=/usr/lib/python3/dist-packages/pip/__init__.py
   [python3-venv]=/usr/share/doc/python3-venv
+  [patch]=/usr/bin/patch   # signer-daemon/vendor/h2.sh (the vendored h2 check)
   # the benchmark's peers (tests/scripts/bench.sh)
   [openssh-client]=/usr/bin/ssh-agent
   [notary]=/usr/bin/notary-signer
