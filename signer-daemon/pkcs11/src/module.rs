@@ -121,6 +121,8 @@ struct SlotState {
     /// Listed by the daemon and available, at the last look.
     present: bool,
     keys: Vec<KeyEntry>,
+    /// Whether `keys` was ever listed.
+    listed: bool,
     logged_in: bool,
 }
 
@@ -248,6 +250,7 @@ impl Module {
                             present: t.available,
                             token: t,
                             keys: Vec::new(),
+                            listed: false,
                             logged_in: false,
                         }),
                     }
@@ -377,9 +380,11 @@ impl Module {
         Ok((256, 384, crate::mechanism::FLAGS))
     }
 
-    /// Ask the daemon for a slot's keys (on opening a session and starting
-    /// a search; never while signing). On failure the last list stays and
-    /// the reason is logged.
+    /// Ask the daemon for a slot's keys (on starting a search, and on
+    /// opening the first session of a slot; never while signing, so a
+    /// program that opens a session per signature still costs one daemon
+    /// call per signature). On failure the last list stays and the reason
+    /// is logged.
     fn refresh_keys(&self, slot: CK_SLOT_ID) -> Result<(), P11Error> {
         let serial = self.with_slot(slot, |s| Ok(s.serial))?;
         match self.daemon.list_keys(serial) {
@@ -397,6 +402,7 @@ impl Module {
                 }
                 self.with_slot(slot, |s| {
                     s.keys = entries;
+                    s.listed = true;
                     Ok(())
                 })
             }
@@ -416,14 +422,16 @@ impl Module {
         if flags & CKF_SERIAL_SESSION == 0 {
             return Err(P11Error::ParallelNotSupported);
         }
-        self.with_slot(slot, |s| {
+        let listed = self.with_slot(slot, |s| {
             if s.present {
-                Ok(())
+                Ok(s.listed)
             } else {
                 Err(P11Error::TokenNotPresent(slot))
             }
         })?;
-        self.refresh_keys(slot)?;
+        if !listed {
+            self.refresh_keys(slot)?;
+        }
         let h = self.next_session.fetch_add(1, Ordering::Relaxed) as CK_SESSION_HANDLE;
         let entry = SessionEntry {
             slot,
@@ -939,11 +947,18 @@ mod tests {
     }
 
     #[test]
-    fn multi_part_signing_and_key_list_refresh_on_open_and_find_only() {
+    fn multi_part_signing_and_keys_listed_on_first_open_and_find_only() {
         let (m, fake) = module(vec![token(7)], vec![key(7, "9c")]);
         m.slot_list(true, true);
         let h = m.open_session(0, CKF_SERIAL_SESSION).unwrap();
         let lists = fake.lists.load(Ordering::SeqCst);
+        assert_eq!(lists, 1);
+        // Sessions after the first do not ask; a search does.
+        let h2 = m.open_session(0, CKF_SERIAL_SESSION).unwrap();
+        assert_eq!(fake.lists.load(Ordering::SeqCst), 1);
+        m.find_init(h2, &[]).unwrap();
+        assert_eq!(fake.lists.load(Ordering::SeqCst), 2);
+        let lists = 2;
         let private = objects::handle(0, 2, Kind::PrivateKey);
         for _ in 0..3 {
             m.sign_init(h, CKM_ECDSA_SHA512, 0, private).unwrap();

@@ -514,3 +514,47 @@ fn daemon_stopped_is_ckr_device_error_then_the_module_recovers() {
         .collect();
     assert_eq!(ok.len(), 2, "before the stop and after the restart");
 }
+
+#[test]
+fn daemon_side_pin_and_touch_failures_map_to_documented_codes() {
+    const NAME: &str = "daemon_side_pin_and_touch_failures_map_to_documented_codes";
+    if child(NAME) {
+        let want = match std::env::var("WANT").unwrap().as_str() {
+            "pin" => RvError::PinIncorrect,
+            "touch" => RvError::FunctionRejected,
+            other => panic!("{other}"),
+        };
+        let p = init();
+        let s = p.open_ro_session(only_slot(&p)).unwrap();
+        // Whatever PIN the caller gives is not the daemon's.
+        s.login(UserType::User, Some(&AuthPin::new("123456".into())))
+            .unwrap();
+        let key = private_key(&s, 2);
+        let digest = sha2::Sha256::digest(b"fails").to_vec();
+        let e = s.sign(&Mechanism::Ecdsa, key, &digest).unwrap_err();
+        assert_eq!(rv(e), want);
+        return;
+    }
+    // The daemon's PIN file holds a wrong PIN: FAILED_PRECONDITION.
+    let f = Fixture::start_with(31_000_008, &[P256_9C], "", "654321", "approve");
+    let out = f.run_child(NAME, &[], &[("WANT", "pin")]);
+    assert_child_ok(&f, &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("FAILED_PRECONDITION"), "{stderr}");
+    assert!(stderr.contains("CKR_PIN_INCORRECT"), "{stderr}");
+    let lines = f.sign_lines();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["outcome"], "error");
+    assert_eq!(lines[0]["code"], "FAILED_PRECONDITION");
+    // The touch is refused (the emulated touch source denies): ABORTED.
+    let f = Fixture::start_with(31_000_009, &[P256_9C], "", "123456", "deny");
+    let out = f.run_child(NAME, &[], &[("WANT", "touch")]);
+    assert_child_ok(&f, &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Touch your YubiKey now"), "{stderr}");
+    assert!(stderr.contains("ABORTED"), "{stderr}");
+    assert!(stderr.contains("CKR_FUNCTION_REJECTED"), "{stderr}");
+    let lines = f.sign_lines();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["code"], "ABORTED");
+}

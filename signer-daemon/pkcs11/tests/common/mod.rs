@@ -73,6 +73,8 @@ pub struct Fixture {
     pub config: PathBuf,
     /// (slot, public key PEM) per generated key.
     pub keys: Vec<(&'static str, String)>,
+    /// `SIGNER_EMULATED_TOUCH` of the daemon.
+    pub touch: &'static str,
     child: Option<Child>,
 }
 
@@ -89,6 +91,18 @@ fn run(cmd: &mut Command) -> Output {
 impl Fixture {
     /// A token with `serial` and `keys`, served with `config` (TOML rules).
     pub fn start(serial: u32, keys: &[Gen], config: &str) -> Fixture {
+        Fixture::start_with(serial, keys, config, "123456", "approve")
+    }
+
+    /// [`Fixture::start`] with the PIN the daemon is given (keygen always
+    /// gets the right one) and the emulated touch source.
+    pub fn start_with(
+        serial: u32,
+        keys: &[Gen],
+        config: &str,
+        serve_pin: &str,
+        touch: &'static str,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("token.state");
         let pin = dir.path().join("pin");
@@ -115,6 +129,7 @@ impl Fixture {
                 .env_remove("SIGNER_MGMT_KEY"));
             pems.push((k.slot, String::from_utf8(out.stdout).unwrap()));
         }
+        std::fs::write(&pin, format!("{serve_pin}\n")).unwrap();
         let config_path = dir.path().join("signer.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut f = Fixture {
@@ -125,6 +140,7 @@ impl Fixture {
             config: config_path,
             keys: pems,
             dir,
+            touch,
             child: None,
         };
         f.serve();
@@ -150,7 +166,7 @@ impl Fixture {
             .env_remove("SIGNER_PIN")
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_PID")
-            .env("SIGNER_EMULATED_TOUCH", "approve")
+            .env("SIGNER_EMULATED_TOUCH", self.touch)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
