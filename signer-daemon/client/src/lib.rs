@@ -532,7 +532,9 @@ impl Client {
 
 fn check_answer(r: &pb::SignResponse, hash: pb::HashAlgorithm, digest: &[u8]) -> Result<(), Error> {
     if r.digest != digest || r.hash != hash as i32 {
-        return Err(Error::bad("the daemon returned a signature for another digest"));
+        return Err(Error::bad(
+            "the daemon returned a signature for another digest",
+        ));
     }
     if r.signature.is_empty() {
         return Err(Error::bad("the daemon returned an empty signature"));
@@ -567,13 +569,25 @@ mod tests {
 
     #[test]
     fn every_code_has_a_kind_and_the_kinds_that_matter_differ() {
-        assert_eq!(ErrorKind::of_code(Code::InvalidArgument), ErrorKind::Invalid);
+        assert_eq!(
+            ErrorKind::of_code(Code::InvalidArgument),
+            ErrorKind::Invalid
+        );
         assert_eq!(ErrorKind::of_code(Code::OutOfRange), ErrorKind::Invalid);
-        assert_eq!(ErrorKind::of_code(Code::PermissionDenied), ErrorKind::Denied);
+        assert_eq!(
+            ErrorKind::of_code(Code::PermissionDenied),
+            ErrorKind::Denied
+        );
         assert_eq!(ErrorKind::of_code(Code::NotFound), ErrorKind::NotFound);
         assert_eq!(ErrorKind::of_code(Code::FailedPrecondition), ErrorKind::Pin);
-        assert_eq!(ErrorKind::of_code(Code::DeadlineExceeded), ErrorKind::Timeout);
-        assert_eq!(ErrorKind::of_code(Code::Unavailable), ErrorKind::Unavailable);
+        assert_eq!(
+            ErrorKind::of_code(Code::DeadlineExceeded),
+            ErrorKind::Timeout
+        );
+        assert_eq!(
+            ErrorKind::of_code(Code::Unavailable),
+            ErrorKind::Unavailable
+        );
         assert_eq!(ErrorKind::of_code(Code::ResourceExhausted), ErrorKind::Busy);
         assert_eq!(ErrorKind::of_code(Code::DataLoss), ErrorKind::Internal);
     }

@@ -82,11 +82,7 @@ pub async fn run(mut client: Client, a: AttestArgs) -> Result<i32, Failure> {
         let _ = writeln!(text, "pin policy:    {}", pin_name(info.pin_policy));
         let _ = writeln!(text, "touch policy:  {}", touch_name(info.touch_policy));
         let _ = writeln!(text, "form factor:   {}", or_dash(&info.form_factor));
-        let _ = writeln!(
-            text,
-            "attested key:  {}",
-            or_dash(&verdict.attested_key_id)
-        );
+        let _ = writeln!(text, "attested key:  {}", or_dash(&verdict.attested_key_id));
         for p in &verdict.problems {
             let _ = writeln!(text, "problem:       {p}");
         }

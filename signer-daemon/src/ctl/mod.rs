@@ -286,7 +286,10 @@ mod tests {
         assert_eq!(exit_code_for(Code::DeadlineExceeded), exit::TOKEN);
         assert_eq!(exit_code_for(Code::NotFound), exit::NOT_FOUND);
         assert_eq!(exit_code_for(Code::Internal), exit::INTERNAL);
-        assert_eq!(exit_code_for_kind(ErrorKind::Unreachable), exit::UNREACHABLE);
+        assert_eq!(
+            exit_code_for_kind(ErrorKind::Unreachable),
+            exit::UNREACHABLE
+        );
         let codes = [
             exit::OK,
             exit::INTERNAL,
