@@ -556,6 +556,48 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn mutated_files_never_panic_and_what_parses_round_trips() {
+        let (_, k) = crate::ctl::tuf::sign::tests::key(1);
+        let base = root_text(&[(k.keyid(), k.clone())], 1, "2030-01-01T00:00:00Z").into_bytes();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        const BYTES: &[u8] = b"{}[]\",:\\0129.-eE \ntfnul\xc3\xa9\xff";
+        let mut parsed = 0;
+        for _ in 0..5000 {
+            let mut m = base.clone();
+            for _ in 0..=next() % 3 {
+                let at = (next() % m.len() as u64) as usize;
+                match next() % 3 {
+                    0 => m[at] = BYTES[(next() % BYTES.len() as u64) as usize],
+                    1 => {
+                        m.remove(at);
+                    }
+                    _ => m.truncate(at),
+                }
+                if m.is_empty() {
+                    break;
+                }
+            }
+            if let Ok(md) = Metadata::parse(&m) {
+                parsed += 1;
+                let out = md.with_signature("ab", "01");
+                let again = Metadata::parse(&out).expect("a written file parses");
+                assert_eq!(again.canonical, md.canonical);
+                assert_eq!(again.signed_text(), md.signed_text());
+            }
+        }
+        assert!(
+            parsed > 50,
+            "too few mutants parsed ({parsed}) to check anything"
+        );
+    }
+
+    #[test]
     fn merge_unions_signatures_of_copies_and_refuses_other_contents() {
         let t = |v: u32, sigs: &str| {
             format!(
