@@ -11,7 +11,8 @@
 //! "Yubico YubiKey"), and give the entry one slot (vpcd built with
 //! `tests/scripts/vpcd-one-slot.sh`): Debian's vpcd adds an empty second
 //! reader that ykman counts as a second YubiKey. `tests/scripts/pcsc-sandbox.sh
-//! start [--name NAME]` and the README's reader.conf entry do both.
+//! start [--name NAME]` and `emulate-card --print-reader-conf [--reader-name
+//! NAME]` (the entry for the system pcscd, see the README) do both.
 //!
 //! The command connects to vpcd (it listens; we connect), serves the card
 //! until SIGTERM or SIGINT, and reconnects with backoff whenever vpcd goes
@@ -34,8 +35,12 @@ use signer_lib::{Error, Result};
 pub struct EmulateCardArgs {
     /// The emulated token's state file (create it with `signer-daemon
     /// emulated init`). The bridge holds it for as long as it runs.
-    #[arg(long, value_name = "FILE")]
-    pub state: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "print_reader_conf"
+    )]
+    pub state: Option<PathBuf>,
 
     /// vpcd's address: the port of the reader.conf entry's `CHANNELID`
     /// (35963 in the README's entry for the system pcscd, "Yubico YubiKey
@@ -72,6 +77,67 @@ pub struct EmulateCardArgs {
     /// the NFC ATR. ykman 4, yubico-piv-tool, ykcs11 and OpenSC accept either.
     #[arg(long, value_enum, env = "SIGNER_EMULATED_ATR", default_value_t = AtrArg::Usb)]
     pub atr: AtrArg,
+
+    /// Print the pcscd `reader.conf` entry of a reader that vpcd serves on
+    /// `--vpcd`'s port, named `--reader-name`, and exit: the contents of
+    /// `/etc/reader.conf.d/vpcd` for the system pcscd (see the README).
+    #[arg(long)]
+    pub print_reader_conf: bool,
+
+    /// The reader's name in that entry (pcscd appends " 00 00"). Yubico's
+    /// tools take a card as a plugged-in YubiKey only in a reader whose name
+    /// starts with "Yubico YubiKey".
+    #[arg(long, value_name = "NAME", default_value = YUBIKEY_READER_NAME)]
+    pub reader_name: String,
+
+    /// The vpcd driver in that entry: vpcd built with one slot per entry by
+    /// `tests/scripts/vpcd-one-slot.sh` (Debian's has two, and ykman counts
+    /// the empty second reader as a second YubiKey).
+    #[arg(long, value_name = "PATH", default_value = ONE_SLOT_VPCD_DRIVER)]
+    pub vpcd_driver: PathBuf,
+}
+
+/// The name pcscd gives a YubiKey 5's reader (USB, OTP+FIDO+CCID enabled),
+/// before the " 00 00" it appends.
+pub const YUBIKEY_READER_NAME: &str = "Yubico YubiKey OTP+FIDO+CCID";
+/// Where `tests/scripts/vpcd-one-slot.sh` installs the one-slot vpcd driver.
+pub const ONE_SLOT_VPCD_DRIVER: &str = "/usr/local/lib/signer-e2e-vpcd/libifdvpcd.so";
+
+/// The `reader.conf` entry for `--print-reader-conf`. Refuses a name
+/// pcscd's configuration parser cannot take (a `"`, a control character,
+/// empty, or over 100 bytes: pcsc-lite truncates at 121 with the suffix)
+/// and an address without a port.
+pub fn reader_conf(args: &EmulateCardArgs) -> std::result::Result<String, crate::admin::CliError> {
+    use crate::admin::CliError;
+    let name = &args.reader_name;
+    if name.is_empty()
+        || name.len() > 100
+        || name.trim() != name
+        || name.chars().any(|c| c.is_control() || c == '"')
+    {
+        return Err(CliError::Usage(format!(
+            "--reader-name {name:?}: 1 to 100 printable characters, no '\"', no leading or \
+             trailing space"
+        )));
+    }
+    let port: u16 = args
+        .vpcd
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .filter(|&p| p != 0)
+        .ok_or_else(|| {
+            CliError::Usage(format!("--vpcd {:?} has no port (HOST:PORT)", args.vpcd))
+        })?;
+    let driver = args.vpcd_driver.display();
+    Ok(format!(
+        "# Emulated YubiKey (signer-daemon emulate-card; FOR TESTS AND CI ONLY): one reader,\n\
+         # \"{name} 00 00\", whose vpcd listens on port {port} on all interfaces.\n\
+         # The driver is vpcd with one slot per entry (tests/scripts/vpcd-one-slot.sh).\n\
+         FRIENDLYNAME \"{name}\"\n\
+         DEVICENAME   /dev/null:{port}\n\
+         LIBPATH      {driver}\n\
+         CHANNELID    {port}\n"
+    ))
 }
 
 /// `--atr`
@@ -139,17 +205,26 @@ impl vpcd::VirtualCard for AtrOverride {
 
 /// Run the bridge.
 pub fn emulate_card(args: EmulateCardArgs) -> crate::admin::anyhow_like::Result {
+    if args.print_reader_conf {
+        print!("{}", reader_conf(&args)?);
+        return Ok(());
+    }
     init_logging();
     let config = bridge_config(&args);
     // Fail on a bad address before touching the state file.
     config.validate()?;
-    let card = open_emulated_card(&args.state, args.touch)?;
+    let Some(state) = args.state.as_deref() else {
+        return Err(crate::admin::CliError::Usage(
+            "--state FILE is required".into(),
+        ));
+    };
+    let card = open_emulated_card(state, args.touch)?;
     let card: SendCard = match args.atr {
         AtrArg::Usb => card,
         AtrArg::Nfc => Box::new(AtrOverride(card, CardAtr::Nfc)),
     };
     tracing::info!(
-        state = %args.state.display(),
+        state = %state.display(),
         vpcd = %args.vpcd,
         "serving the emulated token through vpcd (FOR TESTS AND CI ONLY); stop with SIGTERM or Ctrl-C"
     );
@@ -258,7 +333,7 @@ mod tests {
     #[test]
     fn arguments_parse_with_defaults_and_validation() {
         let cli = Cli::try_parse_from(["x", "--state", "/tmp/t.json"]).unwrap();
-        assert_eq!(cli.args.state, PathBuf::from("/tmp/t.json"));
+        assert_eq!(cli.args.state, Some(PathBuf::from("/tmp/t.json")));
         // (SIGNER_VPCD may be set by a developer; only check the shape.)
         assert!(cli.args.vpcd.contains(':'));
         let cli = Cli::try_parse_from([
@@ -282,6 +357,50 @@ mod tests {
         assert!(Cli::try_parse_from(["x"]).is_err(), "--state is required");
         assert!(Cli::try_parse_from(["x", "--state", "s", "--touch", "maybe"]).is_err());
         assert!(Cli::try_parse_from(["x", "--state", "s", "--max-backoff-ms", "1"]).is_err());
+    }
+
+    #[test]
+    fn the_reader_conf_entry_names_a_yubikey_reader_on_the_vpcd_port() {
+        let cli =
+            Cli::try_parse_from(["x", "--print-reader-conf", "--vpcd", "127.0.0.1:35963"]).unwrap();
+        assert_eq!(cli.args.state, None, "no state file needed");
+        let conf = reader_conf(&cli.args).unwrap();
+        let entries: Vec<&str> = conf.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            entries,
+            [
+                "FRIENDLYNAME \"Yubico YubiKey OTP+FIDO+CCID\"",
+                "DEVICENAME   /dev/null:35963",
+                "LIBPATH      /usr/local/lib/signer-e2e-vpcd/libifdvpcd.so",
+                "CHANNELID    35963",
+            ]
+        );
+        let cli = Cli::try_parse_from([
+            "x",
+            "--print-reader-conf",
+            "--vpcd",
+            "0.0.0.0:40000",
+            "--reader-name",
+            "My Reader",
+            "--vpcd-driver",
+            "/opt/vpcd.so",
+        ])
+        .unwrap();
+        let conf = reader_conf(&cli.args).unwrap();
+        assert!(conf.contains("FRIENDLYNAME \"My Reader\"\n"), "{conf}");
+        assert!(conf.contains("CHANNELID    40000\n"), "{conf}");
+        assert!(conf.contains("LIBPATH      /opt/vpcd.so\n"), "{conf}");
+        for (flag, value) in [
+            ("--reader-name", "bad\"name"),
+            ("--reader-name", ""),
+            ("--reader-name", " lead"),
+            ("--vpcd", "127.0.0.1"),
+            ("--vpcd", "127.0.0.1:0"),
+        ] {
+            let cli = Cli::try_parse_from(["x", "--print-reader-conf", flag, value]).unwrap();
+            let err = reader_conf(&cli.args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{flag} {value:?}: {err}");
+        }
     }
 
     #[test]
