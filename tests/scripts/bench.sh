@@ -17,6 +17,6 @@ for f in /usr/bin/ssh-agent /usr/bin/ssh-keygen /usr/bin/ssh-add /usr/bin/notary
   /usr/bin/softhsm2-util /usr/lib/softhsm/libsofthsm2.so /usr/bin/openssl; do
   [ -e "$f" ] || { echo "bench.sh: $f is missing (tests/scripts/install-deps.sh as root installs it)" >&2; exit 1; }
 done
-cargo build --release --locked -p signer-daemon -p signer-bench --bins >&2
+cargo build --release --locked -p signer-daemon -p signer-bench -p signer-pkcs11 >&2
 bindir="${CARGO_TARGET_DIR:-target}/release"
 exec "$bindir/signer-bench" --daemon-bin "$bindir/signer-daemon" "$@"

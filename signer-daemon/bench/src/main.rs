@@ -69,6 +69,9 @@ struct Args {
     /// measured as its own row, durable audit, side by side with the first.
     #[arg(long)]
     baseline_bin: Option<PathBuf>,
+    /// Our PKCS#11 module [default: libsigner_pkcs11.so next to this binary].
+    #[arg(long)]
+    pkcs11_module: Option<PathBuf>,
     /// Only these rows (ids as in the JSON output), for development.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -88,10 +91,11 @@ enum Target {
     SshAgent,
     Notary,
     SoftHsm,
+    OurPkcs11,
 }
 
 impl Target {
-    const ALL: [Target; 11] = [
+    const ALL: [Target; 12] = [
         Target::PrimitiveP256,
         Target::PrimitiveP384,
         Target::EmulatedP256,
@@ -103,6 +107,7 @@ impl Target {
         Target::SshAgent,
         Target::Notary,
         Target::SoftHsm,
+        Target::OurPkcs11,
     ];
 
     fn id(self) -> &'static str {
@@ -118,6 +123,7 @@ impl Target {
             Target::SshAgent => "ssh-agent",
             Target::Notary => "notary-signer",
             Target::SoftHsm => "softhsm2-pkcs11",
+            Target::OurPkcs11 => "signer-pkcs11",
         }
     }
 
@@ -134,6 +140,7 @@ impl Target {
             Target::SshAgent => "OpenSSH ssh-agent (agent protocol)",
             Target::Notary => "notary-signer (gRPC, mutual TLS)",
             Target::SoftHsm => "SoftHSM2, PKCS#11 C_Sign CKM_ECDSA",
+            Target::OurPkcs11 => "same PKCS#11 client through libsigner_pkcs11 -> daemon, durable",
         }
     }
 
@@ -157,6 +164,8 @@ struct Peers {
     agent: Option<Arc<ssh_agent::Agent>>,
     notary: Option<Arc<notary::NotarySigner>>,
     softhsm: Option<Arc<pkcs11::Module>>,
+    ours: Option<Arc<pkcs11::Module>>,
+    daemon_pkcs11: Option<daemon::Daemon>,
 }
 
 /// Set by the parent to the private SoftHSM2 token directory it made.
@@ -227,6 +236,8 @@ fn real_main(args: &Args) -> Result<()> {
         agent: None,
         notary: None,
         softhsm: None,
+        ours: None,
+        daemon_pkcs11: None,
     };
     let mut cold_starts = Vec::new();
     let mut idle_rss = Vec::new();
@@ -301,6 +312,33 @@ fn real_main(args: &Args) -> Result<()> {
     if has(Target::SoftHsm) {
         pkcs11::softhsm_init_token()?;
         peers.softhsm = Some(Arc::new(pkcs11::Module::softhsm()?));
+    }
+
+    if has(Target::OurPkcs11) {
+        // The module reads SIGNER_SOCKET (set by the parent process) at
+        // C_Initialize: serve a daemon on exactly that socket.
+        let private = std::env::var_os(SOFTHSM_DIR_ENV)
+            .map(PathBuf::from)
+            .ok_or_else(|| Failure(format!("{SOFTHSM_DIR_ENV} is not set")))?;
+        let token = daemon::make_token(&bin, dir.path(), "token-f", 20000006)?;
+        let d = rt.block_on(daemon::Daemon::start(
+            &bin,
+            &private,
+            pkcs11::PKCS11_DAEMON,
+            std::slice::from_ref(&token),
+            &dir.path().join("audit-pkcs11.jsonl"),
+            &[],
+        ))?;
+        let module = match &args.pkcs11_module {
+            Some(m) => m.clone(),
+            None => bin.with_file_name("libsigner_pkcs11.so"),
+        };
+        peers.ours = Some(Arc::new(pkcs11::Module::existing(&module).map_err(|e| {
+            Failure(format!(
+                "{e} (build it: cargo build --release -p signer-pkcs11; or --pkcs11-module PATH)"
+            ))
+        })?));
+        peers.daemon_pkcs11 = Some(d);
     }
 
     // Measurements: in every repetition, every row at every level.
@@ -458,8 +496,13 @@ fn measure(
                 Box::new(move |i, sig: &[u8]| n.verify(&digest(i), sig)),
             )
         }
-        Target::SoftHsm => {
-            let m = peers.softhsm.clone().ok_or_else(missing)?;
+        Target::SoftHsm | Target::OurPkcs11 => {
+            let m = if t == Target::SoftHsm {
+                peers.softhsm.clone()
+            } else {
+                peers.ours.clone()
+            }
+            .ok_or_else(missing)?;
             let run = run_threads(conc, total, |_| m.session(), |s, i| m.sign(s, &digest(i)))?;
             (
                 run,

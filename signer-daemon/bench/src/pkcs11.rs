@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
@@ -19,6 +19,10 @@ use crate::load::{Failure, Result, fail};
 
 /// SoftHSM2's module as Debian installs it.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// The name (socket `NAME.sock` in the private directory) of the daemon our
+/// PKCS#11 module is pointed at through `SIGNER_SOCKET`.
+pub const PKCS11_DAEMON: &str = "pkcs11-daemon";
 
 const USER_PIN: &str = "123456";
 const SO_PIN: &str = "12345678";
@@ -39,8 +43,9 @@ pub struct Module {
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 
 /// Make a private SoftHSM2 configuration (a fresh token directory) and run
-/// this program again as a child with `SOFTHSM2_CONF` pointing at it (and
-/// `dir_env` naming the directory); returns the child's exit code. The
+/// this program again as a child with `SOFTHSM2_CONF` pointing at it,
+/// `dir_env` naming the directory and `SIGNER_SOCKET` naming the socket of
+/// the daemon our PKCS#11 module will talk to; returns the child's exit code. The
 /// directory is removed afterwards.
 pub fn run_with_private_softhsm(dir_env: &str) -> Result<i32> {
     let dir = tempfile::Builder::new()
@@ -63,6 +68,10 @@ pub fn run_with_private_softhsm(dir_env: &str) -> Result<i32> {
         .args(std::env::args_os().skip(1))
         .env("SOFTHSM2_CONF", &conf)
         .env(dir_env, dir.path())
+        .env(
+            "SIGNER_SOCKET",
+            dir.path().join(format!("{PKCS11_DAEMON}.sock")),
+        )
         .status()
         .map_err(|e| fail("running the benchmark child", e))?;
     Ok(status.code().unwrap_or(1))
@@ -134,6 +143,38 @@ impl Module {
             )
             .map_err(|e| fail("C_GenerateKeyPair", e))?;
         let public = ec_point(&session, public)?;
+        Ok(Module {
+            ctx,
+            slot,
+            key,
+            public,
+            _login: std::sync::Mutex::new(session),
+        })
+    }
+
+    /// Load `module` (our `libsigner_pkcs11.so`, which reads `SIGNER_SOCKET`
+    /// at `C_Initialize`) and use the EC private key of its first token.
+    pub fn existing(module: &Path) -> Result<Module> {
+        let ctx = load(module)?;
+        let slot = ctx
+            .get_slots_with_token()
+            .map_err(|e| fail("C_GetSlotList", e))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Failure(format!("{} shows no token", module.display())))?;
+        let session = ctx
+            .open_ro_session(slot)
+            .map_err(|e| fail("C_OpenSession", e))?;
+        let find = |class| {
+            session
+                .find_objects(&[Attribute::Class(class), Attribute::KeyType(KeyType::EC)])
+                .map_err(|e| fail("C_FindObjects", e))?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Failure(format!("{} shows no EC key", module.display())))
+        };
+        let key = find(ObjectClass::PRIVATE_KEY)?;
+        let public = ec_point(&session, find(ObjectClass::PUBLIC_KEY)?)?;
         Ok(Module {
             ctx,
             slot,
