@@ -220,6 +220,49 @@ mod tests {
     use super::*;
     use tonic::Code;
 
+    fn p256_key() -> (p256::ecdsa::SigningKey, KeyInfo) {
+        use p256::pkcs8::EncodePublicKey;
+        let sk = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
+        let spki = sk.verifying_key().to_public_key_der().unwrap();
+        let key = KeyInfo::new(
+            signer_lib::SlotId::Signature,
+            signer_lib::PublicKey {
+                algorithm: Algorithm::EccP256,
+                spki_der: spki.as_bytes().to_vec(),
+            },
+            None,
+            PinPolicy::Never,
+            TouchPolicy::Never,
+            None,
+        );
+        (sk, key)
+    }
+
+    #[test]
+    fn emulated_signatures_are_encoded_as_asked_and_malformed_ones_withheld() {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        let (sk, key) = p256_key();
+        let digest = [7u8; 32];
+        let sig: p256::ecdsa::Signature = sk.sign_prehash(&digest).unwrap();
+        let der = sig.to_der().as_bytes().to_vec();
+        assert_eq!(
+            encode_emulated_signature(&key, &der, Format::Der).unwrap(),
+            der
+        );
+        let raw = encode_emulated_signature(&key, &der, Format::Raw).unwrap();
+        assert_eq!(raw, sig.to_bytes().to_vec());
+        // The same as the full check gives for a good signature.
+        assert_eq!(
+            raw,
+            check_and_encode_signature(&key, &digest, &der, Format::Raw).unwrap()
+        );
+        for bad in [&der[..der.len() - 1], &[0x30, 0x00][..], &[][..]] {
+            let e = encode_emulated_signature(&key, bad, Format::Der).unwrap_err();
+            assert_eq!(e.code(), Code::Internal, "{bad:?}");
+            assert!(e.message().contains("not released"), "{}", e.message());
+        }
+    }
+
     #[test]
     fn unspecified_and_unknown_enums_are_rejected() {
         assert_eq!(
