@@ -92,6 +92,17 @@ impl RootKeys {
         self.roles.get(role)
     }
 
+    /// The key id under which `role` lists `key` (the same public key and
+    /// scheme), if it does.
+    pub fn find(&self, role: &str, key: &TufKey) -> Option<String> {
+        self.roles
+            .get(role)?
+            .keyids
+            .iter()
+            .find(|id| self.keys.get(*id).is_some_and(|k| k.same_key(key)))
+            .cloned()
+    }
+
     /// Whether `key` is listed for `role` under `keyid`, with the same
     /// public key; Err says why not.
     pub fn lists(&self, role: &str, keyid: &str, key: &TufKey) -> Result<(), String> {

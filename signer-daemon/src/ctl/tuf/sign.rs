@@ -38,7 +38,7 @@ pub fn plan(md: &Metadata, key: &TufKey, opts: &SignOptions<'_>) -> Result<Plan,
     let scheme = key.scheme().ok_or_else(|| TufError::BadKey {
         reason: format!("the token key's scheme {:?} is not supported", key.scheme),
     })?;
-    let keyid = key.keyid();
+    let mut keyid = key.keyid();
     let mut notes = Vec::new();
     if let Some(trusted) = opts.trusted_root
         && trusted.role != Role::Root
@@ -49,6 +49,26 @@ pub fn plan(md: &Metadata, key: &TufKey, opts: &SignOptions<'_>) -> Result<Plan,
         });
     }
     let role = md.role.name();
+    // A root made by another tool may list the same public key under
+    // another key id (older go-tuf and python-tuf hashed more fields): the
+    // signature must be filed under the id the root uses.
+    let own = if md.role == Role::Root {
+        md.root.as_ref()
+    } else {
+        None
+    };
+    let trusted_keys = opts.trusted_root.and_then(|t| t.root.as_ref());
+    if let Some(found) = own
+        .into_iter()
+        .chain(trusted_keys)
+        .find_map(|r| r.find(role, key))
+        && found != keyid
+    {
+        notes.push(format!(
+            "the root lists this key under key id {found} (securesystemslib computes {keyid}): the signature is filed under {found}"
+        ));
+        keyid = found;
+    }
     let listed: Result<(), String> = match (md.role, &md.root, opts.trusted_root) {
         (Role::Root, Some(own), trusted) => own.lists(role, &keyid, key).or_else(|own_reason| {
             match trusted.and_then(|t| t.root.as_ref()) {
@@ -192,6 +212,27 @@ pub(crate) mod tests {
             "{e}"
         );
         assert!(plan(&old, &a, &opts(true)).is_ok());
+    }
+
+    #[test]
+    fn a_key_listed_under_another_key_id_signs_under_that_id() {
+        let (sk, a) = key(1);
+        let mut legacy = a.clone();
+        legacy.keytype = "ecdsa-sha2-nistp256".into(); // the deprecated form
+        legacy.public = legacy.public.replace('\n', "\r\n"); // another PEM layout
+        let text = root_text(&[("legacy-id".into(), legacy)], 1, "2030-01-01T00:00:00Z");
+        let md = Metadata::parse(text.as_bytes()).expect("root");
+        let p = plan(&md, &a, &opts(false)).expect("plan");
+        assert_eq!(p.keyid, "legacy-id");
+        assert!(
+            p.notes[0].contains("filed under legacy-id"),
+            "{:?}",
+            p.notes
+        );
+        let out = apply(&md, &a, &p, &token_sign(&sk, &p)).expect("apply");
+        let signed = Metadata::parse(&out).expect("parses");
+        let r = crate::ctl::tuf::verify::verify(&signed, None, opts(false).now).expect("verify");
+        assert!(r.ok, "{}", r.text());
     }
 
     #[test]
