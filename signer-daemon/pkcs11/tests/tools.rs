@@ -377,3 +377,101 @@ fn p11_kit_finds_the_module_through_its_module_file() {
     );
     assert!(slots.contains("YubiKey PIV #32000005"), "{slots}");
 }
+
+/// Kills the process when dropped.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ssh_agent_loads_the_module_and_ssh_keygen_signs_a_file_it_verifies() {
+    let agent = need("/usr/bin/ssh-agent", "openssh-client");
+    let add = need("/usr/bin/ssh-add", "openssh-client");
+    let keygen = need("/usr/bin/ssh-keygen", "openssh-client");
+    let f = Fixture::start(32_000_006, &[P256_9C], "");
+    let d = f.dir.path();
+    let sock = d.join("agent.sock");
+    // -P: the agent loads only modules on its allow-list.
+    let _agent = Reap(
+        f.command(&agent)
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .arg("-P")
+            .arg(module_path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "ssh-agent did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // ssh-add asks for the token's PIN; the module ignores what it is.
+    let askpass = d.join("askpass");
+    std::fs::write(&askpass, "#!/bin/sh\necho not-used\n").unwrap();
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let ssh = |program: &Path, args: &[&str]| {
+        f.command(program)
+            .args(args)
+            .env("SSH_AUTH_SOCK", &sock)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", "none")
+            .current_dir(d)
+            .output()
+            .unwrap()
+    };
+    ok(
+        "ssh-add -s",
+        &ssh(&add, &["-s", module_path().to_str().unwrap()]),
+    );
+    let keys = ok("ssh-add -L", &ssh(&add, &["-L"]));
+    let want = ssh_public_key(d, f.pem("9c"));
+    let line = keys
+        .lines()
+        .find(|l| l.starts_with(&want))
+        .unwrap_or_else(|| panic!("{want} not in the agent:\n{keys}"));
+    std::fs::write(d.join("key.pub"), format!("{line}\n")).unwrap();
+    std::fs::write(
+        d.join("msg"),
+        b"signed by ssh-agent through signer-daemon\n",
+    )
+    .unwrap();
+    let before = f.sign_lines().len();
+    ok(
+        "ssh-keygen -Y sign",
+        &ssh(
+            &keygen,
+            &["-Y", "sign", "-f", "key.pub", "-n", "test", "msg"],
+        ),
+    );
+    assert_eq!(f.sign_lines().len(), before + 1, "one daemon signature");
+    // OpenSSH verifies it against the key.
+    std::fs::write(d.join("allowed"), format!("me {line}\n")).unwrap();
+    let out = f
+        .command(&keygen)
+        .args([
+            "-Y", "verify", "-f", "allowed", "-I", "me", "-n", "test", "-s", "msg.sig",
+        ])
+        .current_dir(d)
+        .stdin(std::fs::File::open(d.join("msg")).unwrap())
+        .output()
+        .unwrap();
+    let said = ok("ssh-keygen -Y verify", &out);
+    assert!(said.contains("Good \"test\" signature for me"), "{said}");
+}
