@@ -476,3 +476,34 @@ fn debians_two_slot_vpcd_makes_ykman_count_two_yubikeys() {
         },
     );
 }
+
+/// The entry `emulate-card --print-reader-conf` prints for the system pcscd
+/// is, line for line, the one this sandbox's pcscd loaded for the reader the
+/// other tests use (the driver path aside: the sandbox loads a private copy
+/// of the same one-slot driver).
+sandboxed_test!(
+    fn the_printed_reader_conf_entry_is_the_one_the_sandbox_pcscd_serves(sandbox) {
+        let reader = sandbox.reader(0).clone();
+        let mut c = Command::new(emulated_card_support::bin("signer-daemon"));
+        c.args(["emulate-card", "--print-reader-conf", "--vpcd", &reader.vpcd_address()]);
+        let printed = ok(c, "signer-daemon emulate-card --print-reader-conf");
+        let loaded = std::fs::read_to_string(sandbox.dir().join("reader.conf.d/vpcd-0")).unwrap();
+        let field = |text: &str, key: &str| -> String {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+                .trim()
+                .to_string()
+        };
+        for key in ["FRIENDLYNAME", "DEVICENAME", "CHANNELID"] {
+            assert_eq!(field(&printed, key), field(&loaded, key), "{key}");
+        }
+        assert_eq!(field(&printed, "FRIENDLYNAME"), format!("\"{YUBIKEY_READER_NAME}\""));
+        assert_eq!(
+            Path::new(&field(&printed, "LIBPATH")),
+            VpcdDriver::OneSlot.path(),
+            "the printed entry names the one-slot driver the sandbox uses"
+        );
+        assert_eq!(reader.name, format!("{YUBIKEY_READER_NAME} 00 00"));
+    }
+);
