@@ -191,6 +191,10 @@ pub struct Module {
     slots: Mutex<Option<Vec<SlotState>>>,
     sessions: Mutex<HashMap<CK_SESSION_HANDLE, SessionEntry>>,
     next_session: AtomicU64,
+    /// The last failure to list the tokens, logged once (a module
+    /// registered with p11-kit is asked by every program that walks the
+    /// slots; a stopped daemon is one line, not one per call).
+    slot_failure: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -216,6 +220,7 @@ impl Module {
             slots: Mutex::new(None),
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
+            slot_failure: Mutex::new(None),
         }
     }
 
@@ -236,6 +241,7 @@ impl Module {
     fn refresh_slots(&self, slots: &mut Vec<SlotState>) {
         match self.daemon.list_tokens() {
             Ok(tokens) => {
+                *lock(&self.slot_failure) = None;
                 for s in slots.iter_mut() {
                     s.present = false;
                 }
@@ -257,7 +263,14 @@ impl Module {
                 }
             }
             Err(e) => {
-                self.log(format_args!("listing the daemon's tokens: {e}"));
+                let message = e.to_string();
+                let mut last = lock(&self.slot_failure);
+                if last.as_deref() != Some(message.as_str()) {
+                    self.log(format_args!(
+                        "listing the daemon's tokens (no slot has a token until this works): {message}"
+                    ));
+                    *last = Some(message);
+                }
                 for s in slots.iter_mut() {
                     s.present = false;
                 }
