@@ -225,6 +225,22 @@ impl TokenWorker {
         &self.label
     }
 
+    /// Whether this worker serves signer-lib's `EmulatedToken`, whose
+    /// signatures are computed in this process (see
+    /// `server::convert::encode_emulated_signature`): it was opened from an
+    /// `emulated:FILE` selector (the only way `serve` opens one) and reports
+    /// itself as emulated. Any other token, including one that merely
+    /// reports `TokenKind::Emulated` (a test double, another backend), has
+    /// its signatures verified before release like a card's.
+    pub fn signs_in_process(&self) -> bool {
+        self.label.starts_with("emulated:")
+            && self
+                .snapshot()
+                .info
+                .as_ref()
+                .is_some_and(|i| i.kind == signer_lib::TokenKind::Emulated)
+    }
+
     /// The current snapshot (never blocks on the card).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         match self.snapshot.read() {

@@ -170,7 +170,8 @@ pub fn check_and_encode_signature(
 }
 
 /// Encode a signature the emulated token made, as asked, WITHOUT checking
-/// it against the key. Only for [`signer_lib::TokenKind::Emulated`] tokens:
+/// it against the key. Only for signer-lib's `EmulatedToken`
+/// ([`crate::worker::TokenWorker::signs_in_process`]):
 ///
 /// Why the emulated token's signatures are not verified again here: the
 /// release check exists because a card is a separate device whose answer may

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use signer_lib::model::ecdsa_card_input;
-use signer_lib::{Error, KeyInfo, SlotId, TokenEvent, TokenKind};
+use signer_lib::{Error, KeyInfo, SlotId, TokenEvent};
 use signer_proto::v1 as pb;
 use signer_proto::v1::signer_server::Signer;
 use tokio::sync::mpsc;
@@ -30,7 +30,7 @@ use super::convert::{
 };
 use crate::policy::{KeyTarget, Operation};
 use crate::status::{from_error, from_work_error};
-use crate::worker::{Output, Snapshot, Work, WorkError};
+use crate::worker::{Output, Work, WorkError};
 
 /// The service implementation.
 #[derive(Debug, Clone)]
@@ -50,7 +50,8 @@ struct Resolved {
     token: usize,
     serial: u32,
     key: KeyInfo,
-    /// The token is emulated (its signatures are made in this process; see
+    /// The token is signer-lib's emulated token, whose signatures are made
+    /// in this process ([`crate::worker::TokenWorker::signs_in_process`],
     /// [`encode_emulated_signature`]).
     emulated: bool,
 }
@@ -63,12 +64,6 @@ impl Resolved {
             key_id: &self.key.key_id,
         }
     }
-}
-
-fn is_emulated(snap: &Snapshot) -> bool {
-    snap.info
-        .as_ref()
-        .is_some_and(|i| i.kind == TokenKind::Emulated)
 }
 
 impl Daemon {
@@ -102,7 +97,7 @@ impl Daemon {
                             token: i,
                             serial: snap.info.as_ref().map(|i| i.serial).unwrap_or_default(),
                             key: k.clone(),
-                            emulated: is_emulated(&snap),
+                            emulated: t.signs_in_process(),
                         });
                     }
                 }
@@ -168,7 +163,7 @@ impl Daemon {
                     token,
                     serial,
                     key,
-                    emulated: is_emulated(&snap),
+                    emulated: worker.signs_in_process(),
                 })
             }
         }
