@@ -559,6 +559,165 @@ mod tests {
         assert!(peer);
     }
 
+    /// An HPACK integer with an `n`-bit prefix (RFC 7541, 5.1).
+    fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
+        let max = (1usize << n) - 1;
+        if v < max {
+            out.push(first | v as u8);
+            return;
+        }
+        out.push(first | max as u8);
+        v -= max;
+        while v >= 128 {
+            out.push((v % 128) as u8 | 0x80);
+            v /= 128;
+        }
+        out.push(v as u8);
+    }
+
+    /// One HEADERS frame (END_HEADERS | END_STREAM) on `stream`, every field
+    /// a literal without indexing and without Huffman coding, so that any
+    /// bytes can be sent as a value.
+    fn headers_frame(stream: u32, fields: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut block = Vec::new();
+        for (name, value) in fields {
+            block.push(0);
+            hpack_int(&mut block, 0, 7, name.len());
+            block.extend_from_slice(name);
+            hpack_int(&mut block, 0, 7, value.len());
+            block.extend_from_slice(value);
+        }
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&(block.len() as u32).to_be_bytes()[1..]);
+        frame.extend_from_slice(&[0x1, 0x5]);
+        frame.extend_from_slice(&stream.to_be_bytes());
+        frame.extend_from_slice(&block);
+        frame
+    }
+
+    fn get(authority: &[u8]) -> Vec<(&'static [u8], Vec<u8>)> {
+        vec![
+            (b":method", b"POST".to_vec()),
+            (b":scheme", b"http".to_vec()),
+            (b":authority", authority.to_vec()),
+            (b":path", b"/grpc.health.v1.Health/Check".to_vec()),
+        ]
+    }
+
+    /// Feed raw frames to h2's server (the patched one this workspace
+    /// builds) and return the requests it hands over, plus what it wrote.
+    async fn h2_server_sees(
+        frames: Vec<Vec<u8>>,
+        requests: usize,
+    ) -> (Vec<http::Request<h2::RecvStream>>, Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        client
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        for f in frames {
+            client.write_all(&f).await.unwrap();
+        }
+        let mut conn = h2::server::handshake(server).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < requests {
+            let (req, _respond) = tokio::time::timeout(Duration::from_secs(5), conn.accept())
+                .await
+                .expect("h2 handed over fewer requests than expected")
+                .unwrap()
+                .unwrap();
+            seen.push(req);
+        }
+        // Let the connection flush what it has to say (resets, settings).
+        let _ = tokio::time::timeout(Duration::from_millis(100), conn.accept()).await;
+        drop(conn);
+        let mut written = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_millis(200), client.read_to_end(&mut written))
+            .await;
+        (seen, written)
+    }
+
+    /// RST_STREAM frames in `bytes`: (stream, error code).
+    fn resets(mut bytes: &[u8]) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        while bytes.len() >= 9 {
+            let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
+            let kind = bytes[3];
+            let stream = u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff;
+            let payload = &bytes[9..(9 + len).min(bytes.len())];
+            if kind == 0x3 && payload.len() == 4 {
+                out.push((
+                    stream,
+                    u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]),
+                ));
+            }
+            bytes = &bytes[(9 + len).min(bytes.len())..];
+        }
+        out
+    }
+
+    fn frame(stream: u32, fields: &[(&'static [u8], Vec<u8>)]) -> Vec<u8> {
+        let f: Vec<(&[u8], &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        headers_frame(stream, &f)
+    }
+
+    #[tokio::test]
+    async fn patched_h2_hands_over_a_malformed_authority_as_an_extension() {
+        let cases: [&[u8]; 4] = [
+            b"%2Ftmp%2Fsigner.sock",
+            b"/run/signer/signer.sock",
+            "/run/ключ.sock".as_bytes(),
+            b"",
+        ];
+        let frames = cases
+            .iter()
+            .enumerate()
+            .map(|(i, a)| frame(1 + 2 * i as u32, &get(a)))
+            .chain([frame(9, &get(b"localhost:50051"))])
+            .collect();
+        let (seen, written) = h2_server_sees(frames, 5).await;
+        assert!(resets(&written).is_empty(), "{:?}", resets(&written));
+        for (req, raw) in seen.iter().zip(cases) {
+            assert_eq!(req.uri(), "/grpc.health.v1.Health/Check");
+            assert!(req.uri().authority().is_none());
+            let m = req
+                .extensions()
+                .get::<h2::ext::MalformedAuthority>()
+                .expect("no MalformedAuthority extension");
+            assert_eq!(m.as_bytes(), raw);
+        }
+        // A valid authority is parsed as before, and no extension.
+        let valid = &seen[4];
+        assert_eq!(
+            valid.uri().authority().map(|a| a.as_str()),
+            Some("localhost:50051")
+        );
+        assert!(
+            valid
+                .extensions()
+                .get::<h2::ext::MalformedAuthority>()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn patched_h2_still_resets_connect_with_a_malformed_authority() {
+        let connect: Vec<(&'static [u8], Vec<u8>)> = vec![
+            (b":method", b"CONNECT".to_vec()),
+            (b":authority", b"%2Ftmp%2Fsigner.sock".to_vec()),
+        ];
+        let frames = vec![frame(1, &connect), frame(3, &get(b"localhost"))];
+        let (seen, written) = h2_server_sees(frames, 1).await;
+        // Stream 1 was reset with PROTOCOL_ERROR (0x1); stream 3 got through.
+        assert_eq!(resets(&written), vec![(1, 0x1)]);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            seen[0].uri().authority().map(|a| a.as_str()),
+            Some("localhost")
+        );
+    }
+
     #[tokio::test]
     async fn a_refused_authority_gets_invalid_argument_with_a_reason() {
         use tower::ServiceExt;
