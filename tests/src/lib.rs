@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod daemon_on_card;
 pub mod hardware;
 pub mod pcsc_client;
 pub mod pcsc_sandbox;
