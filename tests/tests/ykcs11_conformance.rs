@@ -131,6 +131,18 @@ sandboxed_test!(
         assert!(out.contains("EC_PARAMS:  06082a8648ce3d030107"), "P-256: {out}");
         let public = public_key(sandbox, card.dir.path(), "02");
 
+        // libykcs11 stored a certificate for the new key in 9c; it reads
+        // it back, and it holds the generated key.
+        let cert_der = card.path("9c.cert.der");
+        let mut c = p11(sandbox, &["--read-object", "--type", "cert", "--id", "02", "-o"]);
+        c.arg(&cert_der);
+        ok(c, "pkcs11-tool --read-object --type cert");
+        let mut c = Command::new("openssl");
+        c.args(["x509", "-inform", "DER", "-pubkey", "-noout", "-in"]).arg(&cert_der);
+        let cert_key = ok(c, "openssl x509 -pubkey (the certificate from libykcs11)");
+        let cert_key: String = cert_key.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert_eq!(cert_key, pem_body(&public), "the 9c certificate holds the generated key");
+
         // The key is in PIV slot 9c: ykman exports the same key from there.
         let exported = card.path("9c.ykman.pem");
         let mut c = sandbox.command("/usr/bin/ykman");
@@ -193,6 +205,7 @@ fn hsm_signer(
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("{out}"));
     let result: serde_json::Value = serde_json::from_str(line).unwrap();
+    eprintln!("HSMSigner {uri}: Python packages {}", result["versions"]);
     assert_eq!(result["verified"], true, "{result}");
     assert_eq!(result["wrong_pin"], "PinIncorrect", "{result}");
     assert!(

@@ -31,6 +31,7 @@ tampered root's rejection). Exit 0 only when every step behaved as above.
 """
 
 import binascii
+import importlib.metadata
 import json
 import os
 import re
@@ -111,6 +112,10 @@ def main() -> int:
         f.write(binascii.unhexlify(loaded.signatures[pubkey.keyid].signature))
 
     print(json.dumps({
+        "versions": {
+            p: importlib.metadata.version(p)
+            for p in ["securesystemslib", "tuf", "python-pkcs11", "cryptography"]
+        },
         "uri": uri,
         "imported_uri": imported_uri,
         "scheme": pubkey.scheme,
