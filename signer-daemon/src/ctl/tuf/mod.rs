@@ -278,15 +278,8 @@ fn write_output(path: Option<&Path>, bytes: &[u8], new_file: bool) -> Result<(),
     match path {
         None => super::output::stdout(bytes),
         Some(p) if p == Path::new("-") => super::output::stdout(bytes),
-        Some(p) => {
-            if new_file && std::fs::symlink_metadata(p).is_ok() {
-                return Err(Failure::usage(format!(
-                    "{} exists: choose another name or remove it first",
-                    p.display()
-                )));
-            }
-            super::write_file_atomically(p, bytes)
-        }
+        Some(p) if new_file => super::output::write_new_file_atomically(p, bytes),
+        Some(p) => super::write_file_atomically(p, bytes),
     }
 }
 
