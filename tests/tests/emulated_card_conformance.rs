@@ -221,24 +221,27 @@ sandboxed_test!(
     }
 );
 
-/// ykman's commands against the emulated card, for one ykman, with no
-/// `--reader` or `--device`: the card is the one YubiKey plugged in.
+/// ykman's commands against the emulated card, for one ykman (`ykman[0]`,
+/// with global options `ykman[1..]`). Without options (`--reader`), the
+/// card must also be the one YubiKey `ykman list` shows.
 fn ykman_conformance(sandbox: &Sandbox, ykman: &[&str], card: &EmulatedCard, label: &str) {
     let run = |args: &[&str]| {
         let mut c = sandbox.command(ykman[0]);
         c.args(&ykman[1..]).args(args);
         c
     };
-    let out = ok(run(&["list"]), &format!("{label} list"));
-    assert_eq!(
-        out.lines().count(),
-        1,
-        "{label}: one YubiKey listed:\n{out}"
-    );
-    assert!(
-        out.contains("Serial: 12345678"),
-        "{label}: serial in\n{out}"
-    );
+    if ykman.len() == 1 {
+        let out = ok(run(&["list"]), &format!("{label} list"));
+        assert_eq!(
+            out.lines().count(),
+            1,
+            "{label}: one YubiKey listed:\n{out}"
+        );
+        assert!(
+            out.contains("Serial: 12345678"),
+            "{label}: serial in\n{out}"
+        );
+    }
     let out = ok(run(&["info"]), &format!("{label} info"));
     assert!(out.contains("12345678"), "{label}: serial in\n{out}");
     assert!(out.contains("5.7.4"), "{label}: firmware in\n{out}");
@@ -507,3 +510,38 @@ sandboxed_test!(
         assert_eq!(reader.name, format!("{YUBIKEY_READER_NAME} 00 00"));
     }
 );
+
+/// An external (NFC) reader, as before the YubiKey name: in a reader not
+/// named "Yubico YubiKey" ykman 5 needs `--reader` and the NFC ATR
+/// (`emulate-card --atr nfc`); with it, the same commands work.
+#[test]
+fn pypi_ykman_5_through_a_reader_not_named_yubikey_with_the_nfc_atr() {
+    let config = SandboxConfig {
+        reader_name: signer_e2e::pcsc_sandbox::VIRTUAL_PCD_READER_NAME.into(),
+        ..SandboxConfig::default()
+    };
+    run_sandboxed(
+        module_path!(),
+        "pypi_ykman_5_through_a_reader_not_named_yubikey_with_the_nfc_atr",
+        config,
+        |sandbox| {
+            let Some(ykman) = pypi_ykman() else {
+                return;
+            };
+            let card = EmulatedCard::start(sandbox, 12_345_678, "aes192", "nfc");
+            let reader = sandbox.reader(0).name.clone();
+            assert_eq!(reader, "Virtual PCD 00 00");
+            let mut c = sandbox.command(&ykman);
+            c.args(["piv", "info"]);
+            let out = fails(c, "ykman 5 without --reader on an external reader");
+            assert!(out.contains("No YubiKey detected"), "{out}");
+            ykman_conformance(
+                sandbox,
+                &[&ykman, "--reader", &reader],
+                &card,
+                "ykman-5-nfc",
+            );
+            card.stop();
+        },
+    );
+}
