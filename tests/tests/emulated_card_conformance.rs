@@ -480,10 +480,10 @@ fn debians_two_slot_vpcd_makes_ykman_count_two_yubikeys() {
     );
 }
 
-/// The entry `emulate-card --print-reader-conf` prints for the system pcscd
-/// is, line for line, the one this sandbox's pcscd loaded for the reader the
-/// other tests use (the driver path aside: the sandbox loads a private copy
-/// of the same one-slot driver).
+// The entry `emulate-card --print-reader-conf` prints for the system pcscd
+// is, line for line, the one this sandbox's pcscd loaded for the reader the
+// other tests use (the driver path aside: the sandbox loads a private copy
+// of the same one-slot driver).
 sandboxed_test!(
     fn the_printed_reader_conf_entry_is_the_one_the_sandbox_pcscd_serves(sandbox) {
         let reader = sandbox.reader(0).clone();
