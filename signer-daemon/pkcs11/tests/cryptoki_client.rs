@@ -480,6 +480,13 @@ fn daemon_stopped_is_ckr_device_error_then_the_module_recovers() {
         let digest = sha2::Sha256::digest(b"after").to_vec();
         let sig = s.sign(&Mechanism::Ecdsa, key, &digest).unwrap();
         assert!(verify_raw(&pem("9c"), &digest, &sig));
+        // The daemon restarts between two calls (no failure in between):
+        // the next call works.
+        std::fs::write(dir.join("signed-again"), "").unwrap();
+        wait_for(&dir.join("restarted-again"));
+        let digest = sha2::Sha256::digest(b"after a restart").to_vec();
+        let sig = s.sign(&Mechanism::Ecdsa, key, &digest).unwrap();
+        assert!(verify_raw(&pem("9c"), &digest, &sig));
         return;
     }
     let mut f = Fixture::start(31_000_007, &[P256_9C], "");
@@ -502,6 +509,10 @@ fn daemon_stopped_is_ckr_device_error_then_the_module_recovers() {
     wait_for(&dir.join("failed"));
     f.serve();
     std::fs::write(dir.join("restarted"), "").unwrap();
+    wait_for(&dir.join("signed-again"));
+    f.stop();
+    f.serve();
+    std::fs::write(dir.join("restarted-again"), "").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_child_ok(&f, &out);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -512,7 +523,7 @@ fn daemon_stopped_is_ckr_device_error_then_the_module_recovers() {
         .into_iter()
         .filter(|l| l["outcome"] == "ok")
         .collect();
-    assert_eq!(ok.len(), 2, "before the stop and after the restart");
+    assert_eq!(ok.len(), 3, "before the stop and after each restart");
 }
 
 #[test]
