@@ -409,27 +409,50 @@ impl Worker {
                 digest,
                 events,
             } => {
-                self.check_key(slot, &key_id)?;
                 let mut forward = |ev: TokenEvent| {
                     if let Some(tx) = &events {
                         let _ = tx.send(ev);
                     }
                 };
-                Ok(Output::Signature(self.session.sign(
-                    slot,
-                    hash,
-                    &digest,
-                    &mut forward,
-                )?))
+                let signature = self.retry_after_reset(|w| {
+                    w.check_key(slot, &key_id)?;
+                    Ok(w.session.sign(slot, hash, &digest, &mut forward)?)
+                })?;
+                Ok(Output::Signature(signature))
             }
             Work::Attest { slot, key_id } => {
-                self.check_key(slot, &key_id)?;
-                Ok(Output::Attestation(self.session.token().attest(slot)?))
+                let attestation = self.retry_after_reset(|w| {
+                    w.check_key(slot, &key_id)?;
+                    Ok(w.session.token().attest(slot)?)
+                })?;
+                Ok(Output::Attestation(attestation))
             }
             Work::Refresh => {
                 self.refresh()?;
                 Ok(Output::Refreshed)
             }
+        }
+    }
+
+    /// Run `op`; if another program reset the card since our last
+    /// operation (PC/SC reports `SCARD_W_RESET_CARD` when our transaction
+    /// begins, before any APDU of `op` reaches the card), reconnect and run
+    /// it once more. The PIN is verified again if the key needs it; a PIN
+    /// the card rejected stays refused (the session outlives connections).
+    fn retry_after_reset<R>(
+        &mut self,
+        mut op: impl FnMut(&mut Worker) -> Result<R, WorkError>,
+    ) -> Result<R, WorkError> {
+        match op(self) {
+            Err(WorkError::Token(Error::CardReset)) => {
+                tracing::info!(
+                    token = %self.label,
+                    "the card was reset by another program; reconnecting for this request"
+                );
+                self.ensure_open()?;
+                op(self)
+            }
+            other => other,
         }
     }
 
