@@ -388,28 +388,13 @@ sandboxed_test!(
             PluggedCard::new(dir.path(), SERIAL_A, &[AUTH_KEY], &TouchSetup::approve()).unwrap();
         card.insert_into(sandbox.reader(0)).unwrap();
         let reader = sandbox.reader(0).name.clone();
-        // No polling: the daemon meets the reset at the next signature.
-        let daemon = start_daemon(sandbox, dir.path(), &[SERIAL_A], PIN, "card_poll_secs = 0\n");
+        // No polling: the daemon meets the reset at the next signature. The
+        // PIN file starts wrong: that PIN is presented once, and after any
+        // number of resets never again.
+        let daemon = start_daemon(sandbox, dir.path(), &[SERIAL_A], "654321", "card_poll_secs = 0\n");
         let auth_key = key(&card, SlotId::Authentication);
         let rt = runtime();
         let mut client = rt.block_on(connect(&daemon));
-        rt.block_on(sign(&mut client, SERIAL_A, &auth_key, b"first", |_| {})).unwrap();
-
-        for round in 0..3 {
-            reset_card_from_another_client(&reader).unwrap();
-            card.take_log();
-            let r = rt.block_on(sign(&mut client, SERIAL_A, &auth_key, format!("after reset {round}").as_bytes(), |_| {}));
-            assert!(r.is_ok(), "round {round}: the signature after another program's reset: {r:?}\n{}", daemon.log_text());
-            let log = card.take_log();
-            assert_eq!(count_ins(&log, ins::VERIFY), 1, "round {round}: one re-verify: {log:02X?}");
-            assert_eq!(count_ins(&log, SIGN_INS), 1, "round {round}: one signature: {log:02X?}");
-            assert_eq!(card.pin_retries_on_disk(), Some(3));
-        }
-
-        // The PIN file now holds a wrong PIN: after a reset it is presented
-        // once, and after further resets never again.
-        std::fs::write(&daemon.pin_file, "654321\n").unwrap();
-        reset_card_from_another_client(&reader).unwrap();
         card.take_log();
         let r = rt.block_on(sign(&mut client, SERIAL_A, &auth_key, b"wrong pin", |_| {}));
         assert_eq!(code(&r), Some(Code::FailedPrecondition), "{r:?}");
@@ -418,20 +403,33 @@ sandboxed_test!(
         let mut verifies_after = 0;
         for round in 0..3 {
             reset_card_from_another_client(&reader).unwrap();
-            let r = rt.block_on(sign(&mut client, SERIAL_A, &auth_key, format!("again {round}").as_bytes(), |_| {}));
+            let r = rt.block_on(sign(&mut client, SERIAL_A, &auth_key, format!("rejected {round}").as_bytes(), |_| {}));
             assert_eq!(code(&r), Some(Code::FailedPrecondition), "round {round}: {r:?}");
             let log = card.take_log();
             verifies_after += count_ins(&log, ins::VERIFY);
             // At most the PIN-less attempt the card refuses.
             assert!(count_ins(&log, SIGN_INS) <= 2, "{log:02X?}");
         }
-        assert_eq!(verifies_after, 0, "a rejected PIN was presented again");
+        assert_eq!(verifies_after, 0, "a rejected PIN was presented again after a reset");
         assert_eq!(card.pin_retries_on_disk(), Some(2), "the counter dropped once only");
 
+        // The right PIN in the file; then resets between our signatures.
         std::fs::write(&daemon.pin_file, format!("{PIN}\n")).unwrap();
         rt.block_on(sign(&mut client, SERIAL_A, &auth_key, b"fixed", |_| {})).unwrap();
         assert_eq!(card.pin_retries_on_disk(), Some(3));
-        case.pass("resets=3 reverify_per_reset=1 wrong_pin_verifies=1 re_presented=0 retries_left=2->3".into());
+        for round in 0..3 {
+            reset_card_from_another_client(&reader).unwrap();
+            card.take_log();
+            let r = rt.block_on(sign(&mut client, SERIAL_A, &auth_key, format!("after reset {round}").as_bytes(), |_| {}));
+            assert!(r.is_ok(), "round {round}: the signature after another program's reset: {r:?}\n{}", daemon.log_text());
+            let log = card.take_log();
+            assert_eq!(count_ins(&log, ins::VERIFY), 1, "round {round}: one re-verify: {log:02X?}");
+            // The PIN-less attempt the card refuses (verification lost with
+            // the reset), then the signature after the VERIFY.
+            assert!(count_ins(&log, SIGN_INS) <= 2, "round {round}: {log:02X?}");
+            assert_eq!(card.pin_retries_on_disk(), Some(3));
+        }
+        case.pass("wrong_pin_verifies=1 re_presented_after_3_resets=0 retries_left=2->3 resets=3 reverify_per_reset=1 failed_after_reset=0".into());
     }
 );
 
