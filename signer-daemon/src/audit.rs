@@ -23,7 +23,11 @@
 //!
 //! Rotation: the file is opened with `O_APPEND`; on SIGHUP the daemon reopens
 //! the path (after logrotate moved the old file away), so no line is lost
-//! and none goes to the rotated file after the signal.
+//! and none goes to the rotated file after the signal. Before each batch the
+//! writer also checks that the path still names the open file: a log removed
+//! (or moved away without a SIGHUP) is recreated at the path, and a batch
+//! written while the file was being removed is written again to the new one,
+//! so no record goes to a file nobody can read.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -131,6 +135,15 @@ pub(crate) trait LogFile: Write + Send {
     fn sync_data(&self) -> std::io::Result<()>;
     /// Cut the file to `len` bytes.
     fn truncate(&self, len: u64) -> std::io::Result<()>;
+    /// The file was removed (no name left): lines written to it are lost.
+    fn is_unlinked(&self) -> bool {
+        false
+    }
+    /// `path` no longer names this file (removed, or moved away and maybe
+    /// replaced, without a SIGHUP).
+    fn is_detached_from(&self, _path: &Path) -> bool {
+        false
+    }
 }
 
 impl LogFile for File {
@@ -147,6 +160,18 @@ impl LogFile for File {
     }
     fn truncate(&self, len: u64) -> std::io::Result<()> {
         self.set_len(len)
+    }
+    fn is_unlinked(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.metadata().is_ok_and(|m| m.nlink() == 0)
+    }
+    fn is_detached_from(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.metadata(), std::fs::symlink_metadata(path)) {
+            (Ok(open), Ok(named)) => open.dev() != named.dev() || open.ino() != named.ino(),
+            (Ok(_), Err(_)) => true,
+            (Err(_), _) => false,
+        }
     }
 }
 
@@ -322,22 +347,44 @@ fn flush(
     if buf.is_empty() {
         return Ok(());
     }
-    if file.is_none() {
-        // A previous failure (or reopen failure): try again before giving up.
-        *file = opener(path).ok();
-    }
-    let Some(f) = file.as_mut() else {
-        return Err(AuditError {
-            path: path.to_path_buf(),
-            reason: "the file is not open (reopen failed)".into(),
-        });
-    };
-    append_durably(f.as_mut(), buf).map_err(|e| {
+    if file.as_ref().is_some_and(|f| f.is_detached_from(path)) {
+        // Removed (or moved away without a SIGHUP) under the daemon: lines
+        // written to the old file would be lost, so write at the path again.
+        tracing::warn!(path = %path.display(), "the audit log was removed or replaced; reopening it");
         *file = None;
-        AuditError {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+    }
+    for attempt in 0..2 {
+        if file.is_none() {
+            // A previous failure (or reopen failure): try again before giving up.
+            *file = opener(path).ok();
         }
+        let Some(f) = file.as_mut() else {
+            return Err(AuditError {
+                path: path.to_path_buf(),
+                reason: "the file is not open (reopen failed)".into(),
+            });
+        };
+        let written = append_durably(f.as_mut(), buf);
+        let unlinked = written.is_ok() && attempt == 0 && f.is_unlinked();
+        if let Err(e) = written {
+            *file = None;
+            return Err(AuditError {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            });
+        }
+        if unlinked {
+            // Removed while this batch was written: it went nowhere; write it
+            // again, to a new file at the path.
+            tracing::warn!(path = %path.display(), "the audit log was removed during a write; writing the batch again");
+            *file = None;
+            continue;
+        }
+        return Ok(());
+    }
+    Err(AuditError {
+        path: path.to_path_buf(),
+        reason: "the file was removed during the write, twice".into(),
     })
 }
 
