@@ -1056,7 +1056,9 @@ fn audit_file_removed_under_the_daemon_loses_no_record() {
             expect_all("file removed", &removed, true, &mut failures);
             // Removed and the path taken by a directory: nothing can be
             // written there, so signatures are withheld ...
-            std::fs::remove_file(&audit).ok();
+            // (The file recreated after the removal is kept aside.)
+            let second = mnt.join("audit.jsonl.second");
+            std::fs::rename(&audit, &second).unwrap();
             std::fs::create_dir(&audit).unwrap();
             let blocked = sign_n(&served, 5, &mut failures).await;
             expect_all("path is a directory", &blocked, false, &mut failures);
@@ -1066,8 +1068,9 @@ fn audit_file_removed_under_the_daemon_loses_no_record() {
             expect_all("path free again", &after, true, &mut failures);
             served.terminate();
             // The first file's records were the operator's to keep (saved
-            // above); the records since the removal must all be in the path.
-            let scan = AuditScan::of(std::slice::from_ref(&audit));
+            // above); the records since the removal must all be in the files
+            // the daemon recreated at the path.
+            let scan = AuditScan::of(&[second.clone(), audit.clone()]);
             let since: Vec<Vec<u8>> = removed.0.iter().chain(&after.0).cloned().collect();
             failures.extend(scan.check(&since, &blocked.1));
             if scan.ok_lines() != since.len() {
