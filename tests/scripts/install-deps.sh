@@ -39,6 +39,8 @@ declare -A NEED=(
   [libengine-pkcs11-openssl]=/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so
   [p11-kit]=/usr/bin/p11-kit
   [p11-kit-modules]=/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so
+  # the reliability suite's unwritable audit log (chattr +i; tests/tests/reliability_durability.rs)
+  [e2fsprogs]=/usr/bin/chattr
 )
 
 missing=()
