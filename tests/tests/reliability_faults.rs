@@ -727,9 +727,10 @@ fn sign_each_by_serial(
             .unwrap_or_else(|e| panic!("{round}: token {serial}: {e}"));
         for (j, c) in cards.iter().enumerate() {
             let n = count_ins(&c.take_log(), SIGN_INS);
-            assert_eq!(
-                n,
-                usize::from(i == j),
+            // The token's own card got the signature (a first one may be
+            // the PIN-less attempt the card refuses); the other card none.
+            assert!(
+                if i == j { (1..=2).contains(&n) } else { n == 0 },
                 "{round}: the request for {serial} reached card {} {n} times",
                 c.serial
             );
