@@ -56,8 +56,19 @@ chmod 0755 "$work"
 mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/src"
 # The suite of the installed package's origin (bookworm on Debian 12).
 suite="$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")"
+# The Debian mirror this machine already installs its packages from (the
+# first URIs of /etc/apt/sources.list.d/debian.sources, else the first "deb"
+# line of /etc/apt/sources.list): its source index, in a private apt state.
+mirror="$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+if [ -z "$mirror" ]; then
+  mirror="$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' /etc/apt/sources.list 2>/dev/null || true)"
+fi
+if [ -z "$mirror" ]; then
+  echo "vpcd-one-slot: no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list" >&2
+  exit 1
+fi
 cat >"$work/sources.list" <<EOF
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main
 EOF
 apt=(apt-get -q
   -o "Dir::Etc::SourceList=$work/sources.list"
@@ -68,7 +79,7 @@ apt=(apt-get -q
 echo "vpcd-one-slot: fetching the Debian source vsmartcard $version" >&2
 "${apt[@]}" update </dev/null >"$work/apt.log" 2>&1 || {
   cat "$work/apt.log" >&2
-  echo "vpcd-one-slot: apt-get update of the deb-src index failed (no access to deb.debian.org?)" >&2
+  echo "vpcd-one-slot: apt-get update of the deb-src index failed (no access to the Debian mirror $mirror?)" >&2
   exit 1
 }
 (cd "$work/src" && "${apt[@]}" source --download-only "vsmartcard=$version" </dev/null >>"$work/apt.log" 2>&1) || {
