@@ -606,7 +606,7 @@ fn crash_state_file_killed_200_times_during_keygen_and_pin_changes() {
                     .all(|(k, v)| after.get(k) == Some(v))
                     && after.keys().all(|k| k == slot || before.contains_key(k));
                 let changed = after.get(slot) != before.get(slot);
-                if !others_same || (changed && after.get(slot).is_none()) {
+                if !others_same || (changed && !after.contains_key(slot)) {
                     failures.push(format!(
                         "kill {kill} (keygen in {slot}): neither old nor new: {keys} -> {now_keys}"
                     ));
