@@ -884,6 +884,14 @@ fn audit_disk_full_withholds_then_recovers_without_a_torn_line() {
                     failures.push("100 signatures on a full disk were all released".into());
                 }
                 let size_at_failure = std::fs::metadata(&audit).unwrap().len();
+                // Room left in the log's last allocated page when the write
+                // failed: more than 0 means that write was cut short (it
+                // filled the room, then ENOSPC) and was cut back off.
+                let slack = {
+                    use std::os::unix::fs::MetadataExt;
+                    let m = std::fs::metadata(&audit).unwrap();
+                    (m.blocks() * 512).saturating_sub(m.len())
+                };
                 // Still full: sequential and concurrent requests are withheld.
                 let more = sign_n(&served, 10, &mut failures).await;
                 expect_all("full disk, sequential", &more, false, &mut failures);
@@ -938,7 +946,7 @@ fn audit_disk_full_withholds_then_recovers_without_a_torn_line() {
                     "audit",
                     "disk_full_tmpfs",
                     &format!(
-                        "tmpfs=128k released_in_slack={in_slack} withheld={} recovered={} ok_lines={} \
+                        "tmpfs=128k released_in_slack={in_slack} short_write_room={slack}B withheld={} recovered={} ok_lines={} \
                          torn={} lost={} duplicated={} restarts=0",
                         withheld.len(),
                         20,
