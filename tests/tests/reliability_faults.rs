@@ -49,9 +49,14 @@ impl Case {
         Case { name, done: false }
     }
 
-    fn pass(mut self, figures: String) {
+    /// Every line of the daemon's audit log must parse (no torn line).
+    fn pass(mut self, daemon: &ServeProcess, figures: String) {
+        let lines = audit_records(daemon).len();
         self.done = true;
-        println!("RELIABILITY\tfault\t{}\tPASS\t{figures}", self.name);
+        println!(
+            "RELIABILITY\tfault\t{}\tPASS\t{figures} audit_lines={lines} torn=0",
+            self.name
+        );
     }
 }
 
@@ -291,6 +296,8 @@ sandboxed_test!(
         // The card itself finishes its wait (a late touch); its answer is lost.
         button.press();
         card.crashed().unwrap();
+        let rec = audit_of(&daemon, &digest_of(b"in flight"));
+        assert_eq!(outcome(&rec), ("error".into(), "UNAVAILABLE".into()), "{rec}");
 
         // While it is out: UNAVAILABLE, and ListTokens says so.
         let out = rt.block_on(sign(&mut client, SERIAL_A, &auth_key, b"while out", |_| {}));
@@ -311,7 +318,7 @@ sandboxed_test!(
         assert!(presser.join().unwrap());
         assert!(daemon.is_running() && daemon.pid() == pid, "the daemon was not restarted");
         assert!(rt.block_on(token_status(&mut client, SERIAL_A)).available);
-        case.pass(format!(
+        case.pass(&daemon, format!(
             "in_flight=UNAVAILABLE failed_after_ms={} while_out=UNAVAILABLE recovered_ms={} restarts=0",
             failed_after.as_millis(),
             recovered.as_millis()
@@ -354,6 +361,8 @@ sandboxed_test!(
         late_touch.join().unwrap();
         assert_eq!(code(&result), Some(Code::Unavailable), "in flight: {result:?}\n{}", daemon.log_text());
         assert!(failed_after < Duration::from_secs(15), "no hang: {failed_after:?}");
+        let rec = audit_of(&daemon, &digest_of(b"in flight"));
+        assert_eq!(outcome(&rec), ("error".into(), "UNAVAILABLE".into()), "{rec}");
 
         card.wait(true).unwrap();
         card.take_log();
@@ -370,7 +379,7 @@ sandboxed_test!(
         rt.block_on(sign(&mut client, SERIAL_A, &sign_key, b"touch after", |_| {})).unwrap();
         assert!(presser.join().unwrap());
         assert!(daemon.is_running() && daemon.pid() == pid, "the daemon was not restarted");
-        case.pass(format!(
+        case.pass(&daemon, format!(
             "in_flight=UNAVAILABLE failed_after_ms={} recovered_ms={} reverify=1 restarts=0",
             failed_after.as_millis(),
             recovered.as_millis()
@@ -429,7 +438,7 @@ sandboxed_test!(
             assert!(count_ins(&log, SIGN_INS) <= 2, "round {round}: {log:02X?}");
             assert_eq!(card.pin_retries_on_disk(), Some(3));
         }
-        case.pass("wrong_pin_verifies=1 re_presented_after_3_resets=0 retries_left=2->3 resets=3 reverify_per_reset=1 failed_after_reset=0".into());
+        case.pass(&daemon, "wrong_pin_verifies=1 re_presented_after_3_resets=0 retries_left=2->3 resets=3 reverify_per_reset=1 failed_after_reset=0".into());
     }
 );
 
@@ -489,7 +498,7 @@ sandboxed_test!(
         let log = card.take_log();
         assert_eq!(count_ins(&log, ins::VERIFY), 1, "the new PIN, once: {log:02X?}");
         assert_eq!(card.pin_retries_on_disk(), Some(3));
-        case.pass(format!(
+        case.pass(&daemon, format!(
             "verifies=1 retries_left=3->2 later_requests=10 later_verifies=0 unverified_sign_attempts={unverified_attempts} slowest_later_ms={} after_fix=ok retries_left=3",
             slowest.as_millis()
         ));
@@ -551,7 +560,7 @@ sandboxed_test!(
                 String::from_utf8_lossy(message)
             );
         }
-        case.pass(format!(
+        case.pass(&daemon, format!(
             "touch_wait_ms={} queued_3s_ms={} queued_40s=ok_after_ms={} apdus_for_expired=0",
             ta.as_millis(),
             tb.as_millis(),
@@ -631,7 +640,7 @@ sandboxed_test!(
         assert_eq!(count_ins(&log, SIGN_INS), 2, "only A and E reached the card: {log:02X?}");
         let rec = audit_of(&daemon, &digest_of(b"E: next"));
         assert_eq!(outcome(&rec), ("ok".into(), "OK".into()));
-        case.pass(format!(
+        case.pass(&daemon, format!(
             "touch_cancel=CANCELLED queue_cancel=CANCELLED queue_deadline=DEADLINE_EXCEEDED audited=3 apdus_for_abandoned=0 next_ok_after_ms={}",
             next_after.as_millis()
         ));
@@ -673,6 +682,8 @@ sandboxed_test!(
             slowest = slowest.max(started.elapsed());
             assert_eq!(code(&r), Some(Code::Unavailable), "while held: {r:?}");
             messages.push(r.unwrap_err().to_string());
+            let rec = audit_of(&daemon, &digest_of(format!("while held {i}").as_bytes()));
+            assert_eq!(outcome(&rec), ("error".into(), "UNAVAILABLE".into()), "{rec}");
         }
         assert!(slowest < Duration::from_secs(15), "bounded wait: {slowest:?}");
         // After the first reconnection attempt the daemon knows why.
@@ -698,7 +709,7 @@ sandboxed_test!(
         }));
         assert!(rt.block_on(token_status(&mut client, SERIAL_A)).available);
         assert!(daemon.is_running());
-        case.pass(format!(
+        case.pass(&daemon, format!(
             "while_held=UNAVAILABLE slowest_ms={} listed_busy=yes resumed_ms={}",
             slowest.as_millis(),
             resumed.as_millis()
@@ -713,6 +724,7 @@ sandboxed_test!(
 fn sign_each_by_serial(
     rt: &tokio::runtime::Runtime,
     client: &mut Client,
+    daemon: &ServeProcess,
     cards: &mut [PluggedCard],
     round: &str,
 ) {
@@ -723,8 +735,17 @@ fn sign_each_by_serial(
         let k = key(&cards[i], SlotId::Authentication);
         let serial = cards[i].serial;
         let message = format!("{round}: for {serial}");
-        rt.block_on(sign(client, serial, &k, message.as_bytes(), |_| {}))
+        let r = rt
+            .block_on(sign(client, serial, &k, message.as_bytes(), |_| {}))
             .unwrap_or_else(|e| panic!("{round}: token {serial}: {e}"));
+        assert_eq!(r.token_serial, serial, "{round}");
+        let rec = audit_of(daemon, &digest_of(message.as_bytes()));
+        assert_eq!(
+            rec["token_serial"].as_u64(),
+            Some(u64::from(serial)),
+            "{round}: audited {rec}"
+        );
+        assert_eq!(outcome(&rec), ("ok".into(), "OK".into()), "{round}: {rec}");
         for (j, c) in cards.iter().enumerate() {
             let n = count_ins(&c.take_log(), SIGN_INS);
             // The token's own card got the signature (a first one may be
@@ -753,7 +774,7 @@ sandboxed_test!(readers: 2,
         let mut daemon = start_daemon(sandbox, dir.path(), &[SERIAL_B, SERIAL_A], PIN, "card_poll_secs = 1\n");
         let rt = runtime();
         let mut client = rt.block_on(connect(&daemon));
-        sign_each_by_serial(&rt, &mut client, &mut cards, "initial");
+        sign_each_by_serial(&rt, &mut client, &daemon, &mut cards, "initial");
         assert_eq!(rt.block_on(token_status(&mut client, SERIAL_A)).reader, r0.name);
         assert_eq!(rt.block_on(token_status(&mut client, SERIAL_B)).reader, r1.name);
 
@@ -774,7 +795,7 @@ sandboxed_test!(readers: 2,
             }));
         }
         let swap_recovered = started.elapsed();
-        sign_each_by_serial(&rt, &mut client, &mut cards, "swapped");
+        sign_each_by_serial(&rt, &mut client, &daemon, &mut cards, "swapped");
         assert_eq!(rt.block_on(token_status(&mut client, SERIAL_A)).reader, r1.name);
         assert_eq!(rt.block_on(token_status(&mut client, SERIAL_B)).reader, r0.name);
 
@@ -804,9 +825,9 @@ sandboxed_test!(readers: 2,
             let k = kb.clone();
             async move { sign(&mut cl, SERIAL_B, &k, b"B back", |_| {}).await }
         }));
-        sign_each_by_serial(&rt, &mut client, &mut cards, "B back");
+        sign_each_by_serial(&rt, &mut client, &daemon, &mut cards, "B back");
         assert!(daemon.is_running());
-        case.pass(format!(
+        case.pass(&daemon, format!(
             "tokens=2 misrouted=0 swap_recovered_ms={} a_ok_while_b_out={a_ok}/10 slowest_a_ms={} b_while_out=UNAVAILABLE",
             swap_recovered.as_millis(),
             slowest_a.as_millis()
