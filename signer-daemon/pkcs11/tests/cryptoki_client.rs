@@ -154,6 +154,30 @@ fn objects_match_the_daemons_keys_and_certificates() {
                     .raw_bytes(),
                 spki_point.as_slice()
             );
+            // Subject, issuer and serial as DER, as PKCS#11 defines them.
+            use der::Encode;
+            let tbs = cert.tbs_certificate();
+            let v = s
+                .get_attributes(
+                    certs[0],
+                    &[
+                        AttributeType::Subject,
+                        AttributeType::Issuer,
+                        AttributeType::SerialNumber,
+                        AttributeType::CertificateType,
+                    ],
+                )
+                .unwrap();
+            assert_eq!(v[0], Attribute::Subject(tbs.subject().to_der().unwrap()));
+            assert_eq!(v[1], Attribute::Issuer(tbs.issuer().to_der().unwrap()));
+            assert_eq!(
+                v[2],
+                Attribute::SerialNumber(tbs.serial_number().to_der().unwrap())
+            );
+            assert_eq!(
+                v[3],
+                Attribute::CertificateType(cryptoki::object::CertificateType::X_509)
+            );
         }
         // The private value is never given out.
         let k = private_key(&s, 2);
