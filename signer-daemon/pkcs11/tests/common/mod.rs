@@ -247,29 +247,44 @@ impl Fixture {
     /// (see [`child`]), with the socket, the module and this fixture's
     /// directory in its environment; `wrap` prefixes the command (setpriv).
     pub fn run_child(&self, name: &str, wrap: &[String], env: &[(&str, &str)]) -> Output {
-        let exe = std::env::current_exe().unwrap();
-        let mut c = if wrap.is_empty() {
-            self.command(&exe)
-        } else {
-            let mut c = self.command(&wrap[0]);
-            c.args(&wrap[1..]).arg(&exe);
-            c
-        };
-        c.args([name, "--exact", "--nocapture", "--test-threads=1"])
-            .env("SIGNER_PKCS11_TEST_CHILD", name)
-            .env("SIGNER_PKCS11_TEST_MODULE", module_path())
-            .env("SIGNER_PKCS11_TEST_DIR", self.dir.path());
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let out = c.output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            stdout.contains("1 passed") || !out.status.success(),
-            "the child ran no test: {stdout}"
-        );
-        out
+        run_child_at(&self.socket, self.dir.path(), name, wrap, env)
     }
+}
+
+/// [`Fixture::run_child`] for any daemon socket and directory.
+pub fn run_child_at(
+    socket: &Path,
+    dir: &Path,
+    name: &str,
+    wrap: &[String],
+    env: &[(&str, &str)],
+) -> Output {
+    let exe = std::env::current_exe().unwrap();
+    let mut c = if wrap.is_empty() {
+        Command::new(&exe)
+    } else {
+        let mut c = Command::new(&wrap[0]);
+        c.args(&wrap[1..]).arg(&exe);
+        c
+    };
+    c.env("SIGNER_SOCKET", socket)
+        .env_remove("SIGNER_PKCS11_TOUCH_PROMPT")
+        .env_remove("SIGNER_PKCS11_LOG")
+        .stdin(Stdio::null())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("SIGNER_PKCS11_TEST_CHILD", name)
+        .env("SIGNER_PKCS11_TEST_MODULE", module_path())
+        .env("SIGNER_PKCS11_TEST_DIR", dir);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 passed") || !out.status.success(),
+        "the child ran no test: {stdout}"
+    );
+    out
 }
 
 impl Drop for Fixture {
