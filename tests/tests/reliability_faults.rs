@@ -838,3 +838,58 @@ sandboxed_test!(readers: 2,
         ));
     }
 );
+
+sandboxed_test!(
+    fn daemon_started_while_the_card_is_held_exclusively_says_unavailable_then_serves(sandbox) {
+        let case = Case::new("card_held_exclusively_at_start");
+        let dir = tempfile::tempdir().unwrap();
+        let mut card =
+            PluggedCard::new(dir.path(), SERIAL_A, &[AUTH_KEY], &TouchSetup::approve()).unwrap();
+        card.insert_into(sandbox.reader(0)).unwrap();
+        let reader = sandbox.reader(0).name.clone();
+        // scdaemon already holds the card when the daemon starts (a
+        // gpg-agent started at login): the daemon starts anyway and says why.
+        let holder = exclusive_hold(
+            sandbox,
+            Path::new(env!("CARGO_BIN_EXE_pcsc-exclusive-hold")),
+            &reader,
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut daemon = start_daemon(sandbox, dir.path(), &[SERIAL_A], PIN, "card_poll_secs = 1\n");
+        let auth_key = key(&card, SlotId::Authentication);
+        let rt = runtime();
+        let mut client = rt.block_on(connect(&daemon));
+
+        let mut slowest = Duration::ZERO;
+        for i in 0..3 {
+            let started = Instant::now();
+            let r = rt.block_on(sign(&mut client, SERIAL_A, &auth_key, format!("held at start {i}").as_bytes(), |_| {}));
+            slowest = slowest.max(started.elapsed());
+            // The token it was told to serve is busy, not unknown.
+            assert_eq!(code(&r), Some(Code::Unavailable), "by serial while held: {r:?}");
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("exclusively"), "{e}");
+        }
+        assert!(slowest < Duration::from_secs(15), "bounded wait: {slowest:?}");
+        let tokens = rt.block_on(client.list_tokens()).unwrap();
+        assert_eq!(tokens.len(), 1, "{tokens:?}");
+        let t = &tokens[0];
+        assert!(!t.available && t.status.contains("exclusively"), "listed busy: {t:?}");
+        assert_eq!(t.serial, SERIAL_A, "listed with the serial it was configured with: {t:?}");
+
+        holder.release().unwrap();
+        let resumed = rt.block_on(until_ok(Duration::from_secs(20), || {
+            let mut c = client.clone();
+            let k = auth_key.clone();
+            async move { sign(&mut c, SERIAL_A, &k, b"after release", |_| {}).await }
+        }));
+        assert!(rt.block_on(token_status(&mut client, SERIAL_A)).available);
+        assert!(daemon.is_running());
+        case.pass(&daemon, format!(
+            "while_held=UNAVAILABLE slowest_ms={} listed_busy=yes listed_serial=yes resumed_ms={}",
+            slowest.as_millis(),
+            resumed.as_millis()
+        ));
+    }
+);
