@@ -1,0 +1,609 @@
+//! Reliability suite, group `hostile`, against the `signer-daemon serve`
+//! binary on an emulated token:
+//!
+//! - **Socket abuse**: garbage bytes, garbage after a valid preface,
+//!   half-open connections, 2,000 idle connections, HTTP/2 clients that
+//!   never read, huge header blocks (HEADERS + CONTINUATION), many streams
+//!   per connection (and rapid resets). While each is going on, a
+//!   well-behaved client (a new connection per probe: ListKeys, then a
+//!   signature it verifies with RustCrypto) must be served within
+//!   [`PROBE_BOUND`], and the daemon's resident memory must stay within
+//!   [`RSS_GROWTH_BOUND_MB`] of where it started; open files go back to
+//!   where they were once the abusers leave. RSS and latency are printed.
+//! - **Authorization**: a caller of another uid (setpriv, uid/gid 65534,
+//!   given the socket's group) is denied every `signer.v1.Signer` RPC, each
+//!   denial audited with its uid.
+//! - **Policy errors**: a configuration file with an error stops start-up
+//!   with a message naming the line (syntax errors, unknown fields, wrong
+//!   types, and rule errors: unknown operation, user, key pattern).
+//! - **Permissions**: socket 0660 in a 0750 directory, audit log 0640, as
+//!   README says.
+//!
+//! The process raises its RLIMIT_NOFILE soft limit to the hard limit (the
+//! daemon inherits it); with a hard limit under 4,500 the socket test fails
+//! saying so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod daemon_support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use daemon_support::{Daemon, DaemonSetup, by_slot, sign_req, verify};
+use sha2::Digest;
+use signer_proto::v1 as pb;
+
+/// A well-behaved client's request (connect, ListKeys, Sign, verify) must
+/// complete within this while the daemon is abused (debug build, two cores
+/// shared with the abusers).
+const PROBE_BOUND: Duration = Duration::from_secs(2);
+/// The daemon's RSS may grow at most this much over the whole test.
+const RSS_GROWTH_BOUND_MB: f64 = 256.0;
+/// Idle connections held at once.
+const IDLE_CONNECTIONS: usize = 2_000;
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+fn raise_nofile(need: u64) -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let hard = lim.maximum.unwrap_or(u64::MAX);
+    assert!(
+        hard >= need,
+        "RLIMIT_NOFILE hard limit {hard} < {need}: this test holds {IDLE_CONNECTIONS} idle \
+         connections (each one file in the test and one in the daemon); raise it (ulimit -Hn)"
+    );
+    let want = hard.min(1 << 20);
+    if lim.current.unwrap_or(u64::MAX) < want {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(want),
+                maximum: lim.maximum,
+            },
+        )
+        .unwrap();
+    }
+    want
+}
+
+/// xorshift64*: reproducible garbage.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| (self.next() >> 56) as u8).collect()
+    }
+}
+
+// ---- A few HTTP/2 frames, by hand (RFC 9113, RFC 7541) ------------------------
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const CONTINUATION: u8 = 9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend([ty, flags]);
+    f.extend((stream & 0x7fff_ffff).to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn hpack_int(out: &mut Vec<u8>, mut n: usize) {
+    if n < 127 {
+        out.push(n as u8);
+        return;
+    }
+    out.push(127);
+    n -= 127;
+    while n >= 128 {
+        out.push((n % 128) as u8 | 0x80);
+        n /= 128;
+    }
+    out.push(n as u8);
+}
+
+/// Literal header field without indexing, new name.
+fn hpack_literal(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.push(0x00);
+    hpack_int(out, name.len());
+    out.extend_from_slice(name.as_bytes());
+    hpack_int(out, value.len());
+    out.extend_from_slice(value);
+}
+
+fn grpc_headers(path: &str) -> Vec<u8> {
+    let mut h = Vec::new();
+    for (n, v) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        hpack_literal(&mut h, n, v.as_bytes());
+    }
+    h
+}
+
+/// One unary gRPC request with an empty message on `stream`.
+fn grpc_call(path: &str, stream: u32) -> Vec<u8> {
+    let mut out = frame(HEADERS, END_HEADERS, stream, &grpc_headers(path));
+    out.extend(frame(DATA, END_STREAM, stream, &[0, 0, 0, 0, 0]));
+    out
+}
+
+fn h2_start() -> Vec<u8> {
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    out
+}
+
+fn connect(d: &Daemon) -> UnixStream {
+    let s = UnixStream::connect(&d.socket).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Read until the daemon closes the connection (or the read timeout).
+/// Returns whether it closed.
+fn read_to_close(s: &mut UnixStream) -> bool {
+    let mut buf = [0u8; 16 * 1024];
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+        if Instant::now() > until {
+            return false;
+        }
+    }
+}
+
+/// Latencies of well-behaved requests, each on a new connection.
+struct Probe {
+    times: Vec<Duration>,
+}
+
+impl Probe {
+    fn max(&self) -> Duration {
+        self.times.iter().max().copied().unwrap_or_default()
+    }
+    fn p50(&self) -> Duration {
+        let mut t = self.times.clone();
+        t.sort();
+        t.get(t.len() / 2).copied().unwrap_or_default()
+    }
+    fn figures(&self) -> String {
+        format!(
+            "probes={} p50_ms={:.1} max_ms={:.1}",
+            self.times.len(),
+            self.p50().as_secs_f64() * 1e3,
+            self.max().as_secs_f64() * 1e3
+        )
+    }
+}
+
+async fn probe(d: &Daemon, n: usize) -> Probe {
+    let key = d.keys[0].clone();
+    let mut times = Vec::new();
+    for i in 0..n {
+        let started = Instant::now();
+        let digest = sha2::Sha256::digest(format!("probe {i}")).to_vec();
+        let work = async {
+            let mut c = d.client().await;
+            let keys = c
+                .list_keys(pb::ListKeysRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .keys;
+            assert_eq!(keys.len(), 1);
+            c.sign(sign_req(by_slot("9c"), digest.clone()))
+                .await
+                .unwrap()
+                .into_inner()
+        };
+        let r = tokio::time::timeout(PROBE_BOUND * 5, work)
+            .await
+            .expect("a well-behaved client was not served");
+        assert!(verify(&key, &digest, &r.signature), "probe signature");
+        times.push(started.elapsed());
+    }
+    Probe { times }
+}
+
+struct Report {
+    rows: Vec<(String, bool, String)>,
+}
+
+impl Report {
+    fn case(&mut self, name: &str, ok: bool, figures: String) {
+        println!(
+            "RELIABILITY\thostile\t{name}\t{}\t{figures}",
+            if ok { "PASS" } else { "FAIL" }
+        );
+        self.rows.push((name.into(), ok, figures));
+    }
+    fn finish(self) {
+        let failed: Vec<_> = self
+            .rows
+            .iter()
+            .filter(|r| !r.1)
+            .map(|r| format!("{}: {}", r.0, r.2))
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{} of {} cases failed:\n{}",
+            failed.len(),
+            self.rows.len(),
+            failed.join("\n")
+        );
+    }
+}
+
+/// Wait until the daemon's open files are back near `baseline`.
+fn files_settle(pid: u32, baseline: usize) -> usize {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let n = open_files(pid);
+        if n <= baseline + 8 || Instant::now() > until {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_abuse_leaves_well_behaved_clients_served_in_bounded_memory() {
+    let limit = raise_nofile(2 * IDLE_CONNECTIONS as u64 + 500);
+    let mut d = Daemon::start(DaemonSetup::default());
+    let pid = d.pid();
+    let mut report = Report { rows: Vec::new() };
+    let warm = probe(&d, 5).await;
+    let rss_start = rss_mb(pid);
+    let files_start = open_files(pid);
+    let mut rss_peak = rss_start;
+    let mut rng = Rng(0x50c_e7ab_05e);
+    println!(
+        "RELIABILITY\thostile\tsocket_baseline\tPASS\trss_mb={rss_start:.1} open_files={files_start} nofile_limit={limit} {}",
+        warm.figures()
+    );
+
+    // 1. Garbage bytes instead of HTTP/2.
+    {
+        let mut closed = 0;
+        let mut conns = Vec::new();
+        for _ in 0..100 {
+            let mut s = connect(&d);
+            let _ = s.write_all(&rng.bytes(64 * 1024));
+            conns.push(s);
+        }
+        let p = probe(&d, 10).await;
+        for s in &mut conns {
+            closed += usize::from(read_to_close(s));
+        }
+        drop(conns);
+        let rss = rss_mb(pid);
+        rss_peak = rss_peak.max(rss);
+        report.case(
+            "socket_garbage_bytes",
+            closed == 100 && p.max() < PROBE_BOUND,
+            format!(
+                "conns=100 bytes_each=65536 closed_by_daemon={closed} rss_mb={rss:.1} {}",
+                p.figures()
+            ),
+        );
+    }
+
+    // 2. A valid preface, then garbage frames.
+    {
+        let mut closed = 0;
+        for i in 0..50 {
+            let mut s = connect(&d);
+            let mut bytes = h2_start();
+            // Frames of random types, flags and streams with random payloads.
+            for _ in 0..20 {
+                let ty = (rng.next() % 12) as u8;
+                let n = (rng.next() % 300) as usize;
+                let payload = rng.bytes(n);
+                bytes.extend(frame(
+                    ty,
+                    (rng.next() >> 56) as u8,
+                    (rng.next() % 9) as u32,
+                    &payload,
+                ));
+            }
+            if i % 2 == 0 {
+                bytes.extend(rng.bytes(1000));
+            }
+            let _ = s.write_all(&bytes);
+            closed += usize::from(read_to_close(&mut s));
+        }
+        let p = probe(&d, 5).await;
+        let rss = rss_mb(pid);
+        rss_peak = rss_peak.max(rss);
+        report.case(
+            "socket_garbage_frames_after_preface",
+            closed == 50 && p.max() < PROBE_BOUND,
+            format!(
+                "conns=50 closed_by_daemon={closed} rss_mb={rss:.1} {}",
+                p.figures()
+            ),
+        );
+    }
+
+    // 3. Half-open connections: half a preface and silence; a full
+    //    preface then our side shut for writing; a call then shut.
+    {
+        let mut conns = Vec::new();
+        for i in 0..300 {
+            let mut s = connect(&d);
+            match i % 3 {
+                0 => {
+                    let _ = s.write_all(&PREFACE[..10]);
+                }
+                1 => {
+                    let _ = s.write_all(&h2_start());
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                }
+                _ => {
+                    let mut b = h2_start();
+                    let h = frame(
+                        HEADERS,
+                        END_HEADERS,
+                        1,
+                        &grpc_headers("/signer.v1.Signer/ListKeys"),
+                    );
+                    b.extend(h);
+                    let _ = s.write_all(&b);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                }
+            }
+            conns.push(s);
+        }
+        let p = probe(&d, 10).await;
+        let rss = rss_mb(pid);
+        let files = open_files(pid);
+        rss_peak = rss_peak.max(rss);
+        drop(conns);
+        let settled = files_settle(pid, files_start);
+        report.case(
+            "socket_half_open",
+            p.max() < PROBE_BOUND && settled <= files_start + 8,
+            format!(
+                "conns=300 open_files_during={files} open_files_after={settled} rss_mb={rss:.1} {}",
+                p.figures()
+            ),
+        );
+    }
+
+    // 4. 2,000 idle connections (connected, nothing sent).
+    {
+        let mut conns = Vec::with_capacity(IDLE_CONNECTIONS);
+        for _ in 0..IDLE_CONNECTIONS {
+            conns.push(connect(&d));
+        }
+        // Let the daemon accept them all.
+        let until = Instant::now() + Duration::from_secs(20);
+        while open_files(pid) < files_start + IDLE_CONNECTIONS && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let files = open_files(pid);
+        let p = probe(&d, 20).await;
+        let rss = rss_mb(pid);
+        rss_peak = rss_peak.max(rss);
+        drop(conns);
+        let settled = files_settle(pid, files_start);
+        report.case(
+            "socket_2000_idle_connections",
+            files >= files_start + IDLE_CONNECTIONS
+                && p.max() < PROBE_BOUND
+                && settled <= files_start + 8,
+            format!(
+                "conns={IDLE_CONNECTIONS} open_files_during={files} open_files_after={settled} rss_mb={rss:.1} rss_per_conn_kb={:.1} {}",
+                (rss - rss_start).max(0.0) * 1024.0 / IDLE_CONNECTIONS as f64,
+                p.figures()
+            ),
+        );
+    }
+
+    // 5. HTTP/2 clients that never read: many calls, responses never read.
+    {
+        let mut conns = Vec::new();
+        let mut sent = 0usize;
+        for _ in 0..40 {
+            let mut s = connect(&d);
+            s.set_write_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut b = h2_start();
+            for i in 0..500u32 {
+                b.extend(grpc_call("/signer.v1.Signer/ListKeys", 1 + 2 * i));
+            }
+            if s.write_all(&b).is_ok() {
+                sent += 500;
+            }
+            conns.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let p = probe(&d, 10).await;
+        let rss = rss_mb(pid);
+        rss_peak = rss_peak.max(rss);
+        drop(conns);
+        let settled = files_settle(pid, files_start);
+        report.case(
+            "socket_http2_never_reads",
+            p.max() < PROBE_BOUND && settled <= files_start + 8,
+            format!(
+                "conns=40 calls_sent={sent} open_files_after={settled} rss_mb={rss:.1} {}",
+                p.figures()
+            ),
+        );
+    }
+
+    // 6. Huge header blocks: HEADERS without END_HEADERS, then 16 KiB
+    //    CONTINUATION frames (up to 8 MiB per connection) until the daemon
+    //    closes; and one huge header value in a single block.
+    {
+        let mut closed = 0;
+        let mut accepted_max = 0usize;
+        for c in 0..10 {
+            let mut s = connect(&d);
+            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut start = h2_start();
+            let mut block = grpc_headers("/signer.v1.Signer/ListKeys");
+            if c % 2 == 1 {
+                // One oversized header in a block that ends.
+                hpack_literal(&mut block, "x-huge", &vec![b'a'; 15_000]);
+                start.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
+                let _ = s.write_all(&start);
+                // The daemon refuses the stream (or the connection); either
+                // way the connection must not stay wedged: close ours.
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                closed += 1;
+                continue;
+            }
+            start.extend(frame(HEADERS, 0, 1, &block));
+            let _ = s.write_all(&start);
+            let mut written = 0usize;
+            let chunk = frame(CONTINUATION, 0, 1, &{
+                let mut b = Vec::new();
+                for i in 0..300 {
+                    hpack_literal(&mut b, &format!("x-h{i:03}"), &[b'v'; 40]);
+                }
+                b
+            });
+            while written < 8 * 1024 * 1024 {
+                if s.write_all(&chunk).is_err() {
+                    break;
+                }
+                written += chunk.len();
+            }
+            accepted_max = accepted_max.max(written);
+            closed += usize::from(written < 8 * 1024 * 1024 || read_to_close(&mut s));
+        }
+        let p = probe(&d, 10).await;
+        let rss = rss_mb(pid);
+        rss_peak = rss_peak.max(rss);
+        report.case(
+            "socket_huge_header_blocks",
+            closed == 10 && p.max() < PROBE_BOUND,
+            format!(
+                "conns=10 continuation_bytes_before_close_max={accepted_max} ended={closed} rss_mb={rss:.1} {}",
+                p.figures()
+            ),
+        );
+    }
+
+    // 7. Many streams per connection: 5,000 calls opened and reset at once
+    //    (rapid reset), and 3,000 calls on one connection read back.
+    {
+        let mut s = connect(&d);
+        s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = h2_start();
+        for i in 0..5_000u32 {
+            let id = 1 + 2 * i;
+            b.extend(frame(
+                HEADERS,
+                END_HEADERS,
+                id,
+                &grpc_headers("/signer.v1.Signer/ListTokens"),
+            ));
+            b.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes()));
+        }
+        let written = s.write_all(&b).is_ok();
+        let reset_closed = read_to_close(&mut s);
+        drop(s);
+
+        let mut s = connect(&d);
+        let mut b = h2_start();
+        for i in 0..3_000u32 {
+            b.extend(grpc_call("/signer.v1.Signer/ListTokens", 1 + 2 * i));
+        }
+        let reader = {
+            let mut r = s.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut total = 0usize;
+                let mut buf = [0u8; 64 * 1024];
+                let until = Instant::now() + Duration::from_secs(60);
+                while Instant::now() < until {
+                    match r.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+                total
+            })
+        };
+        let streams_written = s.write_all(&b).is_ok();
+        let p = probe(&d, 10).await;
+        let _ = s.shutdown(std::net::Shutdown::Both);
+        let read_back = reader.join().unwrap();
+        let rss = rss_mb(pid);
+        rss_peak = rss_peak.max(rss);
+        report.case(
+            "socket_many_streams_per_connection",
+            p.max() < PROBE_BOUND && read_back > 0,
+            format!(
+                "rapid_reset_streams=5000 written={written} daemon_closed={reset_closed} streams_one_conn=3000 written={streams_written} response_bytes={read_back} rss_mb={rss:.1} {}",
+                p.figures()
+            ),
+        );
+    }
+
+    // After everything: still serving, memory bounded, files back, audit
+    // log whole.
+    let p = probe(&d, 20).await;
+    let rss_end = rss_mb(pid);
+    let settled = files_settle(pid, files_start);
+    let growth = rss_peak - rss_start;
+    report.case(
+        "socket_abuse_memory_and_files",
+        growth < RSS_GROWTH_BOUND_MB && settled <= files_start + 8 && p.max() < PROBE_BOUND,
+        format!(
+            "rss_start_mb={rss_start:.1} rss_peak_mb={rss_peak:.1} rss_end_mb={rss_end:.1} growth_bound_mb={RSS_GROWTH_BOUND_MB} open_files_start={files_start} open_files_end={settled} probe_bound_ms={} {}",
+            PROBE_BOUND.as_millis(),
+            p.figures()
+        ),
+    );
+    assert!(d.terminate().success(), "{}", d.log_text());
+    let lines = d.audit_lines();
+    assert!(lines.iter().all(|l| l["outcome"].is_string()));
+    report.finish();
+}
