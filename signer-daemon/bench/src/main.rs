@@ -343,8 +343,11 @@ fn real_main(args: &Args) -> Result<()> {
 
     // Measurements: in every repetition, every row at every level.
     let mut results: BTreeMap<(Target, usize), Vec<Run>> = BTreeMap::new();
-    let fsync = local::fdatasync(dir.path(), 200)?;
+    // The fdatasync floor is sampled in every repetition, so that it sees
+    // the same disk load as the durable rows.
+    let mut fsync = Vec::new();
     for rep in 0..args.reps {
+        fsync.extend(local::fdatasync(dir.path(), 100)?);
         for &t in &wanted {
             let levels: Vec<usize> = if t.single() {
                 vec![1]
