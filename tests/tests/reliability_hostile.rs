@@ -28,7 +28,9 @@
 mod daemon_support;
 
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use daemon_support::{Daemon, DaemonSetup, by_slot, sign_req, verify};
@@ -605,5 +607,329 @@ async fn socket_abuse_leaves_well_behaved_clients_served_in_bounded_memory() {
     assert!(d.terminate().success(), "{}", d.log_text());
     let lines = d.audit_lines();
     assert!(lines.iter().all(|l| l["outcome"].is_string()));
+    report.finish();
+}
+
+// ---- Authorization ------------------------------------------------------------
+
+const NOBODY: u32 = 65534;
+const CHILD_ENV: &str = "SIGNER_HOSTILE_OTHER_UID_SOCKET";
+
+/// Every `signer.v1.Signer` RPC once, with a well-formed request; prints
+/// `CHILD<TAB>rpc<TAB>code<TAB>message` lines.
+async fn call_every_rpc(socket: &Path) {
+    let channel = signer_proto::unix::connect(socket).await.unwrap();
+    let mut c = signer_proto::v1::signer_client::SignerClient::new(channel.clone());
+    let digest = sha2::Sha256::digest(b"other uid").to_vec();
+    let code = |r: Result<(), tonic::Status>| match r {
+        Ok(()) => ("OK".to_string(), String::new()),
+        Err(s) => (
+            format!("{:?}", s.code()),
+            s.message().replace(['\t', '\n'], " "),
+        ),
+    };
+    let mut out = Vec::new();
+    out.push((
+        "ListTokens",
+        code(c.list_tokens(pb::ListTokensRequest {}).await.map(drop)),
+    ));
+    out.push((
+        "ListKeys",
+        code(c.list_keys(pb::ListKeysRequest::default()).await.map(drop)),
+    ));
+    out.push((
+        "GetPublicKey",
+        code(
+            c.get_public_key(pb::GetPublicKeyRequest { key: by_slot("9c") })
+                .await
+                .map(drop),
+        ),
+    ));
+    out.push((
+        "Sign",
+        code(
+            c.sign(sign_req(by_slot("9c"), digest.clone()))
+                .await
+                .map(drop),
+        ),
+    ));
+    let streamed = match c.sign_with_events(sign_req(by_slot("9c"), digest)).await {
+        Err(e) => Err(e),
+        Ok(s) => {
+            let mut s = s.into_inner();
+            let mut r = Ok(());
+            loop {
+                match s.message().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        r = Err(e);
+                        break;
+                    }
+                }
+            }
+            r
+        }
+    };
+    out.push(("SignWithEvents", code(streamed)));
+    out.push((
+        "Attest",
+        code(
+            c.attest(pb::AttestRequest { key: by_slot("9c") })
+                .await
+                .map(drop),
+        ),
+    ));
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    out.push((
+        "grpc.health.v1.Health/Check",
+        code(
+            health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .map(drop),
+        ),
+    ));
+    for (rpc, (code, message)) in out {
+        println!("CHILD\t{rpc}\t{code}\t{message}");
+    }
+}
+
+/// Not a test of its own: the child process `another_uid_is_denied_every_rpc`
+/// runs as uid 65534 (it returns at once without its environment variable).
+#[test]
+fn other_uid_child_process() {
+    let Some(socket) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(call_every_rpc(Path::new(&socket)));
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn another_uid_is_denied_every_rpc_and_permissions_are_as_documented() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test runs a client as uid {NOBODY} (setpriv) and needs root"
+    );
+    let mut d = Daemon::start(DaemonSetup::default());
+    let mut report = Report { rows: Vec::new() };
+
+    // Permissions, as README "Daemon" says: socket 0660 in a 0750
+    // directory, audit log 0640 (the log exists once a line is written).
+    let run_dir = d.socket.parent().unwrap().to_path_buf();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = d.client().await;
+        c.list_keys(pb::ListKeysRequest::default()).await.unwrap();
+    });
+    let (sock, dir, audit) = (mode(&d.socket), mode(&run_dir), mode(&d.audit));
+    let is_socket = {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(&d.socket)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    };
+    report.case(
+        "permissions_socket_dir_audit_log",
+        is_socket && sock == 0o660 && dir == 0o750 && audit == 0o640,
+        format!("socket={sock:o} socket_dir={dir:o} audit_log={audit:o}"),
+    );
+
+    // Let uid 65534 reach the socket (the temporary directory is 0700;
+    // the socket's group is what membership in `signer` gives).
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::os::unix::fs::chown(&run_dir, None, Some(NOBODY)).unwrap();
+    std::os::unix::fs::chown(&d.socket, None, Some(NOBODY)).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("setpriv")
+        .arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg("--clear-groups")
+        .arg(&exe)
+        .args([
+            "--exact",
+            "other_uid_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &d.socket)
+        .output()
+        .expect("setpriv (util-linux) is needed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the child as uid {NOBODY} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter_map(|l| l.find("CHILD\t").map(|i| &l[i + 6..]))
+        .map(|l| l.splitn(3, '\t').collect())
+        .collect();
+    assert_eq!(results.len(), 7, "{stdout}");
+    for r in &results {
+        let (rpc, code, message) = (r[0], r[1], r.get(2).copied().unwrap_or(""));
+        if rpc.starts_with("grpc.health") {
+            // Health is not policy-controlled (it names no key); recorded.
+            report.case(
+                "other_uid_health_check_not_policy_controlled",
+                code == "OK",
+                format!("rpc={rpc} code={code}"),
+            );
+            continue;
+        }
+        let ok = code == "PermissionDenied"
+            && message.contains(&format!("uid {NOBODY}"))
+            && message.contains("default deny");
+        report.case(
+            &format!("other_uid_denied_{rpc}"),
+            ok,
+            format!(
+                "code={code} message={:?}",
+                message.chars().take(90).collect::<String>()
+            ),
+        );
+    }
+    assert!(d.terminate().success());
+    let lines = d.audit_lines();
+    for rpc in [
+        "ListTokens",
+        "ListKeys",
+        "GetPublicKey",
+        "Sign",
+        "SignWithEvents",
+        "Attest",
+    ] {
+        let audited = lines.iter().any(|l| {
+            l["uid"] == NOBODY
+                && l["rpc"] == rpc
+                && l["outcome"] == "denied"
+                && l["code"] == "PERMISSION_DENIED"
+        });
+        report.case(
+            &format!("other_uid_denial_audited_{rpc}"),
+            audited,
+            format!("uid={NOBODY}"),
+        );
+    }
+    report.finish();
+}
+
+// ---- Policy file errors stop start-up, naming the line -----------------------------
+
+#[test]
+fn a_policy_file_with_an_error_prevents_start_up_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _) = daemon_support::make_token(
+        dir.path(),
+        10_000_077,
+        &[daemon_support::KeySpec::p256(signer_lib::SlotId::Signature)],
+    );
+    let good_rule =
+        "[[rule]]\nname = \"ok\"\nusers = [1001]\noperations = [\"list\"]\nkeys = [\"*\"]\n\n";
+    // (case, file text, the line the message must name, a word it must say)
+    let cases: Vec<(&str, String, usize, &str)> = vec![
+        (
+            "syntax_error",
+            format!("{good_rule}[[rule]]\nusers = [1001\noperations = [\"sign\"]\n"),
+            9,
+            "",
+        ),
+        (
+            "unknown_field",
+            format!(
+                "{good_rule}[[rule]]\nuser = [1001]\noperations = [\"sign\"]\nkeys = [\"*\"]\n"
+            ),
+            8,
+            "user",
+        ),
+        (
+            "wrong_type",
+            format!("{good_rule}[[rule]]\nusers = [1001]\noperations = \"sign\"\nkeys = [\"*\"]\n"),
+            9,
+            "",
+        ),
+        (
+            "unknown_operation",
+            format!(
+                "{good_rule}[[rule]]\nname = \"bad-op\"\nusers = [1001]\noperations = [\"sign\", \"delete\"]\nkeys = [\"*\"]\n"
+            ),
+            10,
+            "delete",
+        ),
+        (
+            "unknown_user",
+            format!(
+                "{good_rule}[[rule]]\nusers = [\"no-such-user-zq\"]\noperations = [\"sign\"]\nkeys = [\"*\"]\n"
+            ),
+            8,
+            "no-such-user-zq",
+        ),
+        (
+            "bad_key_pattern",
+            format!(
+                "{good_rule}[[rule]]\nusers = [1001]\noperations = [\"sign\"]\nkeys = [\"9z\"]\n"
+            ),
+            10,
+            "9z",
+        ),
+        (
+            "unknown_top_level_key",
+            format!("queue_capacity = 8\nqueue_capacty = 9\n{good_rule}"),
+            2,
+            "queue_capacty",
+        ),
+    ];
+    let mut report = Report { rows: Vec::new() };
+    for (name, text, line, word) in cases {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&config, &text).unwrap();
+        let socket = dir.path().join(format!("{name}.sock"));
+        let started = Instant::now();
+        let out = std::process::Command::new(daemon_support::bin("signer-daemon"))
+            .arg("serve")
+            .arg("--token")
+            .arg(format!("emulated:{}", state.display()))
+            .arg("--config")
+            .arg(&config)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--audit-log")
+            .arg(dir.path().join("audit.jsonl"))
+            .env_remove("SIGNER_PIN")
+            .env_remove("LISTEN_FDS")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let names_line = stderr.contains(&format!("line {line}"));
+        let ok = !out.status.success()
+            && names_line
+            && stderr.contains(word)
+            && !socket.exists()
+            && started.elapsed() < Duration::from_secs(20);
+        report.case(
+            &format!("policy_error_{name}"),
+            ok,
+            format!(
+                "exit={:?} names_line_{line}={names_line} message={:?}",
+                out.status.code(),
+                stderr
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .chars()
+                    .take(140)
+                    .collect::<String>()
+            ),
+        );
+    }
     report.finish();
 }
