@@ -192,3 +192,63 @@ fn collect(elapsed: Duration, all: Vec<Result<Samples>>) -> Result<Run> {
     }
     Ok(run)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_split_the_requests_exactly_once() {
+        for clients in [1, 3, 8, 64] {
+            let mut all: Vec<usize> = (0..clients)
+                .flat_map(|c| indices(c, clients, 1000))
+                .collect();
+            all.sort_unstable();
+            assert_eq!(all, (0..1000).collect::<Vec<_>>(), "{clients} clients");
+        }
+    }
+
+    #[test]
+    fn threads_and_tasks_run_every_request_and_verification_catches_a_bad_signature() {
+        let run = run_threads(4, 100, |_| Ok(()), |_, i| Ok(digest(i).to_vec())).unwrap();
+        assert_eq!(run.latencies.len(), 100);
+        run.verify_all("t", |i, s| {
+            (s == digest(i).as_slice())
+                .then_some(())
+                .ok_or_else(|| "mismatch".to_string())
+        })
+        .unwrap();
+        let e = run
+            .verify_all("t", |i, _| if i == 42 { Err("bad".into()) } else { Ok(()) })
+            .unwrap_err();
+        assert!(e.0.contains("signature 42"), "{e}");
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let run = rt
+            .block_on(run_tasks(
+                8,
+                100,
+                |_| async { Ok(()) },
+                |c, i| async move { (c, Ok(vec![i as u8])) },
+            ))
+            .unwrap();
+        let mut seen: Vec<usize> = run.signatures.iter().map(|(i, _)| *i).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn percentiles() {
+        let run = Run {
+            elapsed: Duration::from_secs(1),
+            latencies: (1..=100).map(Duration::from_micros).collect(),
+            signatures: Vec::new(),
+        };
+        assert_eq!(run.throughput(), 100.0);
+        assert!((run.percentile_us(50.0) - 51.0).abs() < 1.01);
+        assert_eq!(run.percentile_us(99.0), 99.0);
+        assert_eq!(run.percentile_us(100.0), 100.0);
+    }
+}

@@ -191,6 +191,28 @@ fn put_scalar(out: &mut [u8], mpint: &[u8]) -> Result<()> {
         return Err(Failure("ssh-agent signature scalar too long".into()));
     }
     let off = out.len() - v.len();
+    out[..off].fill(0);
     out[off..].copy_from_slice(v);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mpints_become_fixed_width_scalars() {
+        let mut out = [0xffu8; 4];
+        put_scalar(&mut out, &[0x00, 0x80, 0x01]).unwrap();
+        assert_eq!(out, [0, 0, 0x80, 0x01]);
+        put_scalar(&mut out, &[]).unwrap();
+        assert_eq!(out, [0; 4]);
+        assert!(put_scalar(&mut out, &[1, 2, 3, 4, 5]).is_err());
+        let mut msg = Vec::new();
+        put_string(&mut msg, b"abc");
+        let mut b = msg.as_slice();
+        assert_eq!(read_string(&mut b).unwrap(), b"abc");
+        assert!(b.is_empty());
+        assert!(read_string(&mut &[0, 0, 0, 9, 1][..]).is_err());
+    }
 }
