@@ -225,6 +225,21 @@ impl TokenWorker {
         &self.label
     }
 
+    /// The serial of the token this worker serves: the one it answered with,
+    /// or, before it was ever reached (absent, or held by another program
+    /// when the daemon started), the one its selector names
+    /// (`yubikey:SERIAL`), so that requests for it say why it is
+    /// unavailable instead of "no such token".
+    pub fn serial(&self) -> Option<u32> {
+        match self.snapshot().info.as_ref() {
+            Some(info) => Some(info.serial),
+            None => match self.label.parse::<signer_lib::TokenSelector>() {
+                Ok(signer_lib::TokenSelector::YubiKey { serial }) => serial,
+                _ => None,
+            },
+        }
+    }
+
     /// Whether this worker serves signer-lib's `EmulatedToken`, whose
     /// signatures are computed in this process (see
     /// `server::convert::encode_emulated_signature`): it was opened from an

@@ -127,7 +127,7 @@ impl Daemon {
                     Some(serial) => self
                         .tokens()
                         .iter()
-                        .position(|t| t.snapshot().info.as_ref().map(|i| i.serial) == Some(serial))
+                        .position(|t| t.serial() == Some(serial))
                         .ok_or_else(|| {
                             Status::not_found(format!(
                                 "no token with serial {serial} (ListTokens shows the tokens this daemon serves)"
@@ -304,7 +304,14 @@ impl Signer for SignerService {
                 .daemon
                 .tokens()
                 .iter()
-                .map(|t| token_to_proto(t.label(), &t.snapshot()))
+                .map(|t| {
+                    let mut token = token_to_proto(t.label(), &t.snapshot());
+                    // Not reached yet: the serial it was configured with.
+                    if token.serial == 0 {
+                        token.serial = t.serial().unwrap_or_default();
+                    }
+                    token
+                })
                 .collect(),
         });
         call.finish(result).await.map(Response::new)
@@ -327,7 +334,7 @@ impl Signer for SignerService {
             let mut unavailable = Vec::new();
             for t in self.daemon.tokens() {
                 let snap = t.snapshot();
-                let serial = snap.info.as_ref().map(|i| i.serial);
+                let serial = t.serial();
                 if wanted.is_some() && serial != wanted {
                     continue;
                 }
