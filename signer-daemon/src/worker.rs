@@ -464,7 +464,13 @@ impl Worker {
                     token = %self.label,
                     "the card was reset by another program; reconnecting for this request"
                 );
-                self.ensure_open()?;
+                if let Err(e) = self.ensure_open() {
+                    // Gone for good this time (pulled, pcscd down): answer
+                    // as for the reset, UNAVAILABLE, not with the reconnection's
+                    // error (a missing card is "no token" to the connector).
+                    tracing::warn!(token = %self.label, error = %e, "no reconnection after the reset");
+                    return Err(WorkError::Token(Error::CardReset));
+                }
                 op(self)
             }
             other => other,
