@@ -56,12 +56,62 @@ impl fmt::Display for Operation {
 
 /// A configuration error in the policy.
 #[derive(Debug, thiserror::Error)]
-#[error("policy rule {rule}: {reason}")]
+#[error("{}policy rule {rule}: {reason}", location_prefix(.location.as_deref()))]
 pub struct PolicyError {
     /// The rule's name (or its position).
     pub rule: String,
     /// What is wrong.
     pub reason: String,
+    /// The rule's position in the file (0 for the first `[[rule]]`).
+    pub index: usize,
+    /// The offending value as written, when one is to blame.
+    pub value: Option<String>,
+    /// Where in the file ("FILE, line N"), once [`PolicyError::locate`] found it.
+    pub location: Option<String>,
+}
+
+fn location_prefix(location: Option<&str>) -> String {
+    location.map(|l| format!("{l}: ")).unwrap_or_default()
+}
+
+impl PolicyError {
+    /// Name the line of the configuration `text` (read from `file`) the
+    /// error is on: the line of the offending value inside the rule, else
+    /// the rule's `[[rule]]` header.
+    pub fn locate(mut self, file: &str, text: &str) -> PolicyError {
+        if let Some(line) = rule_error_line(text, self.index, self.value.as_deref()) {
+            self.location = Some(format!("{file}, line {line}"));
+        }
+        self
+    }
+}
+
+/// The 1-based line of rule `index`'s header in `text`, or of the first
+/// line of that rule holding `value` as a quoted string or a bare token.
+pub fn rule_error_line(text: &str, index: usize, value: Option<&str>) -> Option<usize> {
+    let is_header = |l: &str| {
+        let t: String = l.trim().chars().filter(|c| !c.is_whitespace()).collect();
+        t.starts_with("[[rule]]")
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| is_header(l))
+        .nth(index)
+        .map(|(i, _)| i)?;
+    if let Some(v) = value {
+        let quoted = format!("{v:?}");
+        for (i, l) in lines.iter().enumerate().skip(header + 1) {
+            if l.trim_start().starts_with('[') && !l.contains('=') {
+                break;
+            }
+            if l.contains(&quoted) || l.split(|c: char| !c.is_alphanumeric()).any(|w| w == v) {
+                return Some(i + 1);
+            }
+        }
+    }
+    Some(header + 1)
 }
 
 /// A rule as written in TOML.
@@ -229,10 +279,14 @@ impl Policy {
         let mut out = Vec::with_capacity(rules.len());
         for (i, r) in rules.iter().enumerate() {
             let name = r.name.clone().unwrap_or_else(|| format!("#{}", i + 1));
-            let err = |reason: String| PolicyError {
+            let err_at = |reason: String, value: Option<&str>| PolicyError {
                 rule: format!("{name:?}"),
                 reason,
+                index: i,
+                value: value.map(str::to_string),
+                location: None,
             };
+            let err = |reason: String| err_at(reason, None);
             if r.users.is_empty() && r.groups.is_empty() {
                 return Err(err(
                     "names neither users nor groups (use users = [\"*\"] for everybody)".into(),
@@ -244,14 +298,18 @@ impl Policy {
                 match u {
                     Principal::Id(id) => uids.push(*id),
                     Principal::Name(n) if n == "*" => any_user = true,
-                    Principal::Name(n) => uids.push(lookup_user(n).map_err(err)?),
+                    Principal::Name(n) => {
+                        uids.push(lookup_user(n).map_err(|e| err_at(e, Some(n.as_str())))?)
+                    }
                 }
             }
             let mut gids = Vec::new();
             for g in &r.groups {
                 match g {
                     Principal::Id(id) => gids.push(*id),
-                    Principal::Name(n) => gids.push(lookup_group(n).map_err(err)?),
+                    Principal::Name(n) => {
+                        gids.push(lookup_group(n).map_err(|e| err_at(e, Some(n.as_str())))?)
+                    }
                 }
             }
             if r.operations.is_empty() {
@@ -265,9 +323,10 @@ impl Policy {
                     "sign" => operations.push(Operation::Sign),
                     "attest" => operations.push(Operation::Attest),
                     other => {
-                        return Err(err(format!(
-                            "unknown operation {other:?} (use list, sign, attest or *)"
-                        )));
+                        return Err(err_at(
+                            format!("unknown operation {other:?} (use list, sign, attest or *)"),
+                            Some(other),
+                        ));
                     }
                 }
             }
@@ -279,9 +338,8 @@ impl Policy {
             let keys = r
                 .keys
                 .iter()
-                .map(|k| KeyPattern::parse(k))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(err)?;
+                .map(|k| KeyPattern::parse(k).map_err(|e| err_at(e, Some(k.as_str()))))
+                .collect::<Result<Vec<_>, _>>()?;
             out.push(Rule {
                 name,
                 any_user,

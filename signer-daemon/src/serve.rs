@@ -139,6 +139,17 @@ pub fn load_config(path: &Path) -> Result<ConfigFile, ServeError> {
     toml::from_str(&text).map_err(|e| ServeError::Config(format!("{}: {e}", path.display())))
 }
 
+/// The configuration's policy; an error names the file and line.
+fn policy_from(path: Option<&Path>, euid: u32, config: &ConfigFile) -> Result<Policy, ServeError> {
+    Policy::from_config(euid, &config.rules).map_err(|e| {
+        match path.and_then(|p| std::fs::read_to_string(p).ok().map(|t| (p, t))) {
+            Some((p, text)) => e.locate(&p.display().to_string(), &text),
+            None => e,
+        }
+        .into()
+    })
+}
+
 /// The default audit log for this environment.
 pub fn default_audit_log() -> PathBuf {
     if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| !d.is_empty()) {
@@ -235,7 +246,7 @@ pub fn serve(args: ServeArgs) -> Result<(), ServeError> {
         None => ConfigFile::default(),
     };
     let euid = rustix::process::geteuid().as_raw();
-    let policy = Policy::from_config(euid, &config.rules)?;
+    let policy = policy_from(args.config.as_deref(), euid, &config)?;
 
     let selectors: Vec<String> = if args.tokens.is_empty() {
         config.tokens.clone()
@@ -431,9 +442,7 @@ fn signals(
             daemon.reopen_audit_log();
             daemon.refresh_tokens();
             if let Some(path) = &config_path {
-                match load_config(path)
-                    .and_then(|c| Policy::from_config(euid, &c.rules).map_err(Into::into))
-                {
+                match load_config(path).and_then(|c| policy_from(Some(path), euid, &c)) {
                     Ok(p) => {
                         tracing::info!(rules = p.rule_count(), "policy reloaded");
                         daemon.set_policy(p);
