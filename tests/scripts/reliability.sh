@@ -83,7 +83,7 @@ for spec in "signer-e2e:tests/tests" "signer-lib:signer-lib/tests" "signer-daemo
     args+=(--test "$(basename "$f" .rs)")
   done
   [ ${#args[@]} -gt 0 ] || continue
-  run "$crate" cargo test --locked -p "$crate" "${args[@]}" -- --nocapture
+  run "$crate" cargo test --locked --no-fail-fast -p "$crate" "${args[@]}" -- --nocapture
 done
 
 if [ "$long" -eq 1 ]; then
@@ -104,7 +104,7 @@ cat "$logs"/*.log | grep -ao $'RELIABILITY\t.*' >"$lines" || true
 echo
 echo "Reliability suite ($([ "$long" -eq 1 ] && echo "long: soak $soak_signatures signatures, fuzz ${fuzz_seconds}s per target" || echo "CI-sized; --long adds the soak and the fuzzers"))"
 echo
-awk -F'\t' '{ printf "%-8s %-44s %-4s %s\n", $2, $3, $4, $5 }' "$lines"
+awk -F'\t' '{ printf "%-8s %-52s %-4s %s\n", $2, $3, $4, $5 }' "$lines"
 echo
 awk -F'\t' -v failed_runs="${#failed_runs[@]}" '
   function add_lost(figs,   n, a, i) {
