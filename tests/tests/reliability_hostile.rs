@@ -45,6 +45,15 @@ const PROBE_BOUND: Duration = Duration::from_secs(2);
 const RSS_GROWTH_BOUND_MB: f64 = 256.0;
 /// Idle connections held at once.
 const IDLE_CONNECTIONS: usize = 2_000;
+/// HTTP/2 connections that send calls and never read, and calls each.
+const NEVER_READ_CONNECTIONS: usize = 40;
+const NEVER_READ_CALLS: u32 = 500;
+/// The daemon must allow at most this many concurrent streams per
+/// connection: what it holds for a client that never reads grows with it
+/// (about 9 KB per unread ListKeys answer, measured).
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+/// RSS growth allowed per never-reading connection.
+const NEVER_READ_MB_PER_CONNECTION: f64 = 2.0;
 
 fn rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -170,6 +179,24 @@ fn h2_start() -> Vec<u8> {
     let mut out = PREFACE.to_vec();
     out.extend(frame(SETTINGS, 0, 0, &[]));
     out
+}
+
+/// SETTINGS_MAX_CONCURRENT_STREAMS from the daemon's first SETTINGS frame.
+fn server_max_concurrent_streams(d: &Daemon) -> Option<u32> {
+    let mut s = connect(d);
+    s.write_all(&h2_start()).ok()?;
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).ok()?;
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    if head[3] != SETTINGS {
+        return None;
+    }
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).ok()?;
+    payload.chunks(6).find_map(|c| {
+        (c.len() == 6 && u16::from_be_bytes([c[0], c[1]]) == 0x3)
+            .then(|| u32::from_be_bytes([c[2], c[3], c[4], c[5]]))
+    })
 }
 
 fn connect(d: &Daemon) -> UnixStream {
@@ -445,34 +472,43 @@ async fn socket_abuse_leaves_well_behaved_clients_served_in_bounded_memory() {
         );
     }
 
-    // 5. HTTP/2 clients that never read: many calls, responses never read.
+    // 5. HTTP/2 clients that never read: each sends many calls and never
+    //    reads an answer. What the daemon holds for one such connection is
+    //    bounded by the streams it allows at once (its SETTINGS); the RSS
+    //    growth per connection is measured against that.
     {
+        let advertised = server_max_concurrent_streams(&d);
+        let rss_before = rss_mb(pid);
         let mut conns = Vec::new();
         let mut sent = 0usize;
-        for _ in 0..40 {
+        for _ in 0..NEVER_READ_CONNECTIONS {
             let mut s = connect(&d);
             s.set_write_timeout(Some(Duration::from_millis(500)))
                 .unwrap();
             let mut b = h2_start();
-            for i in 0..500u32 {
+            for i in 0..NEVER_READ_CALLS {
                 b.extend(grpc_call("/signer.v1.Signer/ListKeys", 1 + 2 * i));
             }
             if s.write_all(&b).is_ok() {
-                sent += 500;
+                sent += NEVER_READ_CALLS as usize;
             }
             conns.push(s);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         let p = probe(&d, 10).await;
         let rss = rss_mb(pid);
         rss_peak = rss_peak.max(rss);
+        let per_conn_mb = (rss - rss_before).max(0.0) / NEVER_READ_CONNECTIONS as f64;
         drop(conns);
         let settled = files_settle(pid, files_start);
         report.case(
             "socket_http2_never_reads",
-            p.max() < PROBE_BOUND && settled <= files_start + 8,
+            p.max() < PROBE_BOUND
+                && settled <= files_start + 8
+                && advertised.is_some_and(|n| n <= MAX_STREAMS_PER_CONNECTION)
+                && per_conn_mb < NEVER_READ_MB_PER_CONNECTION,
             format!(
-                "conns=40 calls_sent={sent} open_files_after={settled} rss_mb={rss:.1} {}",
+                "conns={NEVER_READ_CONNECTIONS} calls_sent={sent} server_max_concurrent_streams={advertised:?} rss_growth_per_conn_mb={per_conn_mb:.2} bound_mb={NEVER_READ_MB_PER_CONNECTION} open_files_after={settled} rss_mb={rss:.1} {}",
                 p.figures()
             ),
         );
