@@ -117,6 +117,7 @@ impl StateFile {
             Err(e) => return Err(Error::io(path, e)),
         }
         let lock = lock(path)?;
+        remove_stale_temporaries(path);
         let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io(path, e))?);
         let state = decode(path, &bytes)?;
         if let Ok(meta) = std::fs::metadata(path) {
@@ -146,6 +147,38 @@ impl StateFile {
     pub fn save(&self, state: &CardState) -> Result<()> {
         let bytes = encode(state)?;
         write_atomically(&self.path, &bytes)
+    }
+}
+
+/// Remove the temporary files of [`write_atomically`] that a writer killed
+/// before its rename left next to `path` (copies of the state, private keys
+/// included). Called with the lock held: every writer holds it, so any such
+/// file is stale. Failures only warn: the state file itself is untouched.
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let stale = entry.path();
+            match std::fs::remove_file(&stale) {
+                Ok(()) => {
+                    tracing::info!(path = %stale.display(), "removed a temporary state file left by an interrupted write")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %stale.display(), error = %e, "cannot remove a stale temporary state file")
+                }
+            }
+        }
     }
 }
 
