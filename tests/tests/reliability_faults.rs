@@ -640,9 +640,43 @@ sandboxed_test!(
         assert_eq!(count_ins(&log, SIGN_INS), 2, "only A and E reached the card: {log:02X?}");
         let rec = audit_of(&daemon, &digest_of(b"E: next"));
         assert_eq!(outcome(&rec), ("ok".into(), "OK".into()));
+
+        // F's deadline (3 s) passes while its key waits for a touch: the
+        // caller gets DEADLINE_EXCEEDED before its own timer, audited; the
+        // touch that comes later makes a signature nobody receives, and G
+        // is served right after it.
+        let mut cf = client.clone().with_timeout(Duration::from_secs(3));
+        let kf = sign_key.clone();
+        let f = rt.spawn(async move {
+            let started = Instant::now();
+            let r = sign(&mut cf, SERIAL_A, &kf, b"F: deadline during the touch", |_| {}).await;
+            (r, started.elapsed())
+        });
+        card_waits_for_touch(&button);
+        let (rf, tf) = rt.block_on(f).unwrap();
+        assert_eq!(code(&rf), Some(Code::DeadlineExceeded), "F: {rf:?}");
+        // The daemon answers 250 ms before the caller's own timer; on a
+        // loaded machine the caller's timer may come first (also DEADLINE_EXCEEDED).
+        assert!(tf < Duration::from_millis(3500), "F: at its deadline: {tf:?} {rf:?}");
+        let rec = audit_of(&daemon, &digest_of(b"F: deadline during the touch"));
+        assert_eq!(rec["code"].as_str(), Some("DEADLINE_EXCEEDED"), "F audited: {rec}");
+        assert_ne!(rec["outcome"].as_str(), Some("ok"), "{rec}");
+        assert!(button.press(), "the late touch");
+        let started = Instant::now();
+        rt.block_on(sign(&mut client.clone(), SERIAL_A, &auth_key, b"G: after the late touch", |_| {}))
+            .unwrap();
+        let g_after = started.elapsed();
+        assert!(g_after < Duration::from_secs(5), "G: {g_after:?}");
+        let ok_lines = audit_records(&daemon)
+            .iter()
+            .filter(|r| r["outcome"].as_str() == Some("ok") && r["rpc"].as_str() == Some("SignWithEvents"))
+            .count();
+        assert_eq!(ok_lines, 3, "warm up, E and G: only signatures a caller received are audited ok");
         case.pass(&daemon, format!(
-            "touch_cancel=CANCELLED queue_cancel=CANCELLED queue_deadline=DEADLINE_EXCEEDED audited=3 apdus_for_abandoned=0 next_ok_after_ms={}",
-            next_after.as_millis()
+            "touch_cancel=CANCELLED queue_cancel=CANCELLED queue_deadline=DEADLINE_EXCEEDED touch_deadline=DEADLINE_EXCEEDED touch_deadline_ms={} audited=4 apdus_for_abandoned_in_queue=0 next_ok_after_ms={} after_late_touch_ms={}",
+            tf.as_millis(),
+            next_after.as_millis(),
+            g_after.as_millis()
         ));
     }
 );
