@@ -67,6 +67,9 @@ use crate::worker::TokenWorker;
 
 pub use service::SignerService;
 
+/// HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+
 /// Limits and timings.
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
@@ -408,7 +411,12 @@ pub async fn run(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(16 * 1024)
-        .max_concurrent_streams(1024)
+        // What the daemon holds for a client that sends calls and never
+        // reads the answers grows with the streams it allows at once (about
+        // 9 KB per unread answer): 128 keeps one such connection near 1 MB
+        // (tests/tests/reliability_hostile.rs, socket_http2_never_reads),
+        // far above what a token that signs one request at a time can use.
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(None);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
