@@ -135,7 +135,7 @@ fn request_validation_on_seeded_random_requests() {
         request_validation::run(&env, input, &mut tally);
     }
     let n = iterations(3_000);
-    let seed = 0x0e9_5eed;
+    let seed = 0x00e9_5eed;
     let mut rng = Rng(seed);
     let apdus_before = env.card.instructions().len();
     for i in 0..n {
@@ -261,7 +261,7 @@ fn policy_file_parser_on_seeded_random_files() {
         policy_file::run(input);
     }
     let n = iterations(3_000);
-    let seed = 0x901_1c7;
+    let seed = 0x0090_11c7;
     let mut rng = Rng(seed);
     let mut loaded = 0usize;
     for i in 0..n {

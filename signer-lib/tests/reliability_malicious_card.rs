@@ -707,7 +707,7 @@ fn seeded_random_card_responses_never_panic_or_release_bad_signatures() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3000);
-    let seed: u64 = 0x5eed_0f_c0ffee;
+    let seed: u64 = 0x5eed_0fc0_ffee;
     let rig = Rig::new();
     let mut rng = Rng(seed);
     let started = std::time::Instant::now();

@@ -328,7 +328,7 @@ async fn socket_abuse_leaves_well_behaved_clients_served_in_bounded_memory() {
     let rss_start = rss_mb(pid);
     let files_start = open_files(pid);
     let mut rss_peak = rss_start;
-    let mut rng = Rng(0x50c_e7ab_05e);
+    let mut rng = Rng(0x0050_ce7a_b05e);
     println!(
         "RELIABILITY\thostile\tsocket_baseline\tPASS\trss_mb={rss_start:.1} open_files={files_start} nofile_limit={limit} {}",
         warm.figures()
