@@ -969,3 +969,58 @@ fn a_policy_file_with_an_error_prevents_start_up_naming_the_line() {
     }
     report.finish();
 }
+
+// ---- Out of file descriptors -------------------------------------------------------
+
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may contain spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_daemon_waits_without_spinning_then_serves_again() {
+    let mut d = Daemon::start(DaemonSetup::default());
+    let pid = d.pid();
+    let mut report = Report { rows: Vec::new() };
+    probe(&d, 3).await;
+    let base = open_files(pid);
+    // A low limit on the running daemon (prlimit, util-linux; root).
+    let limit = base as u64 + 24;
+    let st = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .expect("prlimit (util-linux) is needed");
+    assert!(st.success());
+    let mut held = Vec::new();
+    for _ in 0..(limit + 16) {
+        held.push(connect(&d));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let files = open_files(pid);
+    let cpu0 = cpu_secs(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu = cpu_secs(pid) - cpu0;
+    let alive = std::fs::metadata(format!("/proc/{pid}")).is_ok();
+    drop(held);
+    let started = Instant::now();
+    let p = probe(&d, 5).await;
+    let recovered = started.elapsed();
+    let log_says = d.log_text().contains("accept failed");
+    report.case(
+        "socket_out_of_file_descriptors",
+        alive && files <= limit as usize + 2 && cpu < 0.5 && recovered < Duration::from_secs(10),
+        format!(
+            "nofile={limit} connections={} open_files_at_limit={files} cpu_s_in_2s={cpu:.2} accept_failed_logged={log_says} recovered_in_ms={} {}",
+            limit + 16,
+            recovered.as_millis(),
+            p.figures()
+        ),
+    );
+    assert!(d.terminate().success(), "{}", d.log_text());
+    report.finish();
+}
