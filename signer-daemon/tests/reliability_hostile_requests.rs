@@ -435,3 +435,149 @@ async fn requests_rejected_for_their_content_send_zero_apdus() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+#[path = "../../signer-lib/fuzz/harness/piv_responses.rs"]
+mod malicious;
+
+/// The daemon in front of a malicious card: a signature that does not
+/// verify is INTERNAL and never released, whatever the card answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malicious_cards_bad_signature_is_never_released_by_the_daemon() {
+    let rig = std::sync::Arc::new(malicious::Rig::new());
+    let for_worker = rig.card.clone();
+    let (worker, first) = TokenWorker::spawn(
+        "yubikey (malicious loopback)",
+        Box::new(move || {
+            let t = HardwareToken::open(
+                Box::new(LoopbackConnector {
+                    card: for_worker.clone(),
+                }),
+                Some(malicious::SERIAL),
+            )?;
+            Ok(Box::new(t) as Box<dyn Token>)
+        }),
+        WorkerOptions {
+            queue_capacity: 16,
+            poll_interval: None,
+            pin_source: PinSource::Fixed(Pin::parse_pin("123456").unwrap()),
+        },
+    )
+    .unwrap();
+    first.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let euid = rustix::process::geteuid().as_raw();
+    let daemon = Daemon::new(
+        vec![worker],
+        Policy::only_daemon_uid(euid),
+        AuditLog::open(dir.path().join("audit.jsonl")).unwrap(),
+        AttestationTrust::default(),
+        DaemonOptions::default(),
+    );
+    let socket = dir.path().join("run/s.sock");
+    let bound = signer_daemon::socket::BoundSocket::bind(&socket).unwrap();
+    bound.listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::UnixListener::from_std(bound.listener.try_clone().unwrap()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(signer_daemon::server::run(
+        listener,
+        daemon.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut c = signer_proto::v1::signer_client::SignerClient::new(
+        signer_proto::unix::connect(&socket).await.unwrap(),
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while c
+        .list_keys(pb::ListKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .keys
+        .len()
+        < 2
+    {
+        assert!(std::time::Instant::now() < until, "keys never listed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ga = signer_lib::piv::ins::GENERAL_AUTHENTICATE;
+    let digest = sha2::Sha256::digest(b"malicious card behind the daemon").to_vec();
+    let foreign = {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        let sk = p256::ecdsa::SigningKey::from_slice(&[0x24; 32]).unwrap();
+        let sig: p256::ecdsa::Signature = sk.sign_prehash(&digest).unwrap();
+        let der = sig.to_der().as_bytes().to_vec();
+        let mut inner = Vec::new();
+        signer_lib::piv::tlv::write(&mut inner, 0x82, &der).unwrap();
+        let mut out = Vec::new();
+        signer_lib::piv::tlv::write(&mut out, 0x7c, &inner).unwrap();
+        out.extend([0x90, 0x00]);
+        out
+    };
+    let cases: Vec<(&str, malicious::Tamper)> = vec![
+        (
+            "flipped_signature_byte",
+            Box::new(move |cmd: &[u8], honest: zeroize::Zeroizing<Vec<u8>>| {
+                let mut r = honest.to_vec();
+                if cmd.get(1) == Some(&ga) && r.len() > 8 {
+                    let i = r.len() - 6;
+                    r[i] ^= 0x01;
+                }
+                r
+            }),
+        ),
+        (
+            "valid_signature_of_another_key",
+            Box::new(move |cmd: &[u8], honest: zeroize::Zeroizing<Vec<u8>>| {
+                if cmd.get(1) == Some(&ga) {
+                    foreign.clone()
+                } else {
+                    honest.to_vec()
+                }
+            }),
+        ),
+        (
+            "garbage_in_the_signature_tag",
+            Box::new(move |cmd: &[u8], honest: zeroize::Zeroizing<Vec<u8>>| {
+                if cmd.get(1) == Some(&ga) {
+                    vec![0x7c, 0x04, 0x82, 0x02, 0x30, 0x00, 0x90, 0x00]
+                } else {
+                    honest.to_vec()
+                }
+            }),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, tamper) in cases {
+        rig.set_tamper(Some(tamper));
+        let r = c
+            .sign(sign_req(slot_ref("9c", None), digest.clone(), SHA256, DER))
+            .await;
+        rig.set_tamper(None);
+        let ok = matches!(&r, Err(e) if e.code() == Code::Internal && e.message().contains("not released"));
+        println!(
+            "RELIABILITY\thostile\tdaemon_malicious_card_{name}\t{}\tcode={:?} released={}",
+            if ok { "PASS" } else { "FAIL" },
+            r.as_ref().err().map(|e| e.code()),
+            r.is_ok()
+        );
+        if !ok {
+            failures.push(format!("{name}: {r:?}"));
+        }
+    }
+    // The honest card again: a signature, verified independently.
+    let r = c
+        .sign(sign_req(slot_ref("9c", None), digest.clone(), SHA256, DER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(malicious::verifies(
+        &rig.p256.public_key,
+        &digest,
+        &r.signature
+    ));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -164,9 +164,9 @@ impl Drop for Rig {
 /// A DER ECDSA signature over `digest` checked with RustCrypto directly.
 pub fn verifies(key: &PublicKey, digest: &[u8], der: &[u8]) -> bool {
     use signature::hazmat::PrehashVerifier;
-    use spki::DecodePublicKey;
     match key.algorithm {
         Algorithm::EccP256 => {
+            use p256::pkcs8::DecodePublicKey;
             let Ok(vk) = p256::ecdsa::VerifyingKey::from_public_key_der(&key.spki_der) else {
                 return false;
             };
@@ -174,6 +174,7 @@ pub fn verifies(key: &PublicKey, digest: &[u8], der: &[u8]) -> bool {
                 .is_ok_and(|s| vk.verify_prehash(digest, &s).is_ok())
         }
         Algorithm::EccP384 => {
+            use p384::pkcs8::DecodePublicKey;
             let Ok(vk) = p384::ecdsa::VerifyingKey::from_public_key_der(&key.spki_der) else {
                 return false;
             };
