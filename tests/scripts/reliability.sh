@@ -89,17 +89,21 @@ done
 if [ "$long" -eq 1 ]; then
   SIGNER_SOAK_SIGNATURES="$soak_signatures" \
     run soak_long cargo test --locked -p signer-e2e --test reliability_soak -- --ignored --nocapture load_soak_100k
-  fuzz_start=$SECONDS
+  # fuzz.sh prints a RELIABILITY line per target (hostile fuzz_TARGET).
   run fuzz tests/scripts/fuzz.sh "$fuzz_seconds"
-  verdict=PASS; [ "$last_status" -eq 0 ] || verdict=FAIL
-  printf 'RELIABILITY\thostile\tcargo_fuzz_every_target\t%s\tseconds_per_target=%s total_seconds=%s\n' \
-    "$verdict" "$fuzz_seconds" "$((SECONDS - fuzz_start))" >"$logs/fuzz-summary.log"
 fi
 
 # Collect the lines (a line may follow libtest's "test NAME ... " on the same
 # output line when tests run in parallel with --nocapture).
 lines="$logs/lines.tsv"
 cat "$logs"/*.log | grep -ao $'RELIABILITY\t.*' >"$lines" || true
+
+# Tests that failed (libtest's closing "failures:" list; a test that
+# failed before printing its line shows up here only).
+failed_tests="$(cat "$logs"/*.log | awk '
+  /^failures:$/ { inblk = 1; next }
+  inblk && /^    [A-Za-z0-9_:]+$/ { print $1; next }
+  { inblk = 0 }' | sort -u)"
 
 echo
 echo "Reliability suite ($([ "$long" -eq 1 ] && echo "long: soak $soak_signatures signatures, fuzz ${fuzz_seconds}s per target" || echo "CI-sized; --long adds the soak and the fuzzers"))"
@@ -130,13 +134,18 @@ awk -F'\t' -v failed_runs="${#failed_runs[@]}" '
     printf "%-22s %s\n", "load held:", pass["load"]+0 "/" cases["load"]+0 " cases"
     printf "%-22s %s\n", "records lost:", lost+0 " (must be 0)"
     printf "%-22s %s\n", "failed cases:", fail+0
-    printf "%-22s %s\n", "failed test runs:", failed_runs
+    printf "%-22s %s\n", "failed test runs:", failed_runs " (cargo test or fuzz.sh exited non-zero)"
     ok = (total > 0 && fail == 0 && lost == 0 && failed_runs == 0)
     exit ok ? 0 : 1
   }' "$lines" && status=0 || status=1
 echo
 echo "Durations:"
 printf '  %s\n' "${durations[@]}"
+if [ -n "$failed_tests" ]; then
+  echo "Failed tests:"
+  printf '  %s\n' $failed_tests
+  status=1
+fi
 if [ ${#failed_runs[@]} -gt 0 ]; then
   echo "Failed runs: ${failed_runs[*]} (logs in $logs/)"
 fi
