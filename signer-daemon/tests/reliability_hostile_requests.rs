@@ -31,7 +31,10 @@ use signer_lib::emulator::{EmulatedSmartCard, EmulatedToken, InitOptions};
 use signer_lib::piv_client::{HardwareToken, LoopbackConnector};
 use signer_lib::session::PinSource;
 use signer_lib::transport::loopback::SharedCard;
-use signer_lib::{Algorithm, KeyInfo, ManagementKey, Pin, PinPolicy, SlotId, Token, TouchPolicy};
+use signer_lib::{
+    Algorithm, Attestation, ImportKey, KeyInfo, ManagementKey, Pin, PinPolicy, Puk, RetryCounters,
+    SignRequest, SlotId, Token, TokenEvent, TokenInfo, TouchPolicy,
+};
 use signer_proto::v1 as pb;
 use tonic::Code;
 
@@ -240,6 +243,87 @@ fn cases(key: &KeyInfo) -> Vec<(String, Case, Code)> {
     out
 }
 
+/// Send every hostile case (and one denied caller); returns what misbehaved.
+async fn run_cases(
+    c: &mut signer_proto::v1::signer_client::SignerClient<tonic::transport::Channel>,
+    daemon: &Daemon,
+    key: &KeyInfo,
+    apdus: &dyn Fn() -> usize,
+    prefix: &str,
+) -> Vec<String> {
+    let euid = rustix::process::geteuid().as_raw();
+    let before = apdus();
+    let mut failures = Vec::new();
+    let all = cases(key);
+    for (name, case, want) in all {
+        let (result, streamed) = match case {
+            Case::Sign(r) => {
+                let unary = c.sign(r.clone()).await.map(drop);
+                let streamed = match c.sign_with_events(r).await {
+                    Err(e) => Err(e),
+                    Ok(s) => {
+                        let mut s = s.into_inner();
+                        let mut last = Ok(());
+                        loop {
+                            match s.message().await {
+                                Ok(Some(_)) => {}
+                                Ok(None) => break,
+                                Err(e) => {
+                                    last = Err(e);
+                                    break;
+                                }
+                            }
+                        }
+                        last
+                    }
+                };
+                (unary, Some(streamed))
+            }
+            Case::PublicKey(r) => (c.get_public_key(r).await.map(drop), None),
+            Case::Attest(r) => (c.attest(r).await.map(drop), None),
+        };
+        let got = result.as_ref().err().map(|e| e.code());
+        let got_streamed = streamed
+            .as_ref()
+            .map(|s| s.as_ref().err().map(|e| e.code()));
+        let moved = apdus() - before;
+        let ok =
+            got == Some(want) && got_streamed.unwrap_or(Some(want)) == Some(want) && moved == 0;
+        println!(
+            "RELIABILITY\thostile\t{prefix}_{name}\t{}\tcode={:?} streamed={:?} want={want:?} apdus={moved}",
+            if ok { "PASS" } else { "FAIL" },
+            got,
+            got_streamed.flatten(),
+        );
+        if !ok {
+            failures.push(format!(
+                "{name}: got {got:?} / streamed {got_streamed:?} (want {want:?}), {moved} APDUs; {:?}",
+                result.err().map(|e| e.message().to_string())
+            ));
+        }
+    }
+
+    // A caller the policy denies: nothing reaches the card either.
+    daemon.set_policy(Policy::only_daemon_uid(euid + 1));
+    let d32 = sha2::Sha256::digest(b"denied").to_vec();
+    let denied = c
+        .sign(sign_req(slot_ref("9c", None), d32.clone(), SHA256, DER))
+        .await
+        .unwrap_err();
+    let moved = apdus() - before;
+    let ok = denied.code() == Code::PermissionDenied && moved == 0;
+    println!(
+        "RELIABILITY\thostile\t{prefix}_denied_caller\t{}\tcode={:?} apdus={moved}",
+        if ok { "PASS" } else { "FAIL" },
+        denied.code()
+    );
+    if !ok {
+        failures.push(format!("denied caller: {denied:?}, {moved} APDUs"));
+    }
+    daemon.set_policy(Policy::only_daemon_uid(euid));
+    failures
+}
+
 /// A fresh emulated card with a P-256 key in 9c, in a loopback reader.
 fn card() -> (tempfile::TempDir, SharedCard, KeyInfo) {
     let dir = tempfile::tempdir().unwrap();
@@ -337,75 +421,10 @@ async fn requests_rejected_for_their_content_send_zero_apdus() {
     }
     let before = apdus();
 
-    let mut failures = Vec::new();
-    let all = cases(&key);
-    let total = all.len();
-    for (name, case, want) in all {
-        let (result, streamed) = match case {
-            Case::Sign(r) => {
-                let unary = c.sign(r.clone()).await.map(drop);
-                let streamed = match c.sign_with_events(r).await {
-                    Err(e) => Err(e),
-                    Ok(s) => {
-                        let mut s = s.into_inner();
-                        let mut last = Ok(());
-                        loop {
-                            match s.message().await {
-                                Ok(Some(_)) => {}
-                                Ok(None) => break,
-                                Err(e) => {
-                                    last = Err(e);
-                                    break;
-                                }
-                            }
-                        }
-                        last
-                    }
-                };
-                (unary, Some(streamed))
-            }
-            Case::PublicKey(r) => (c.get_public_key(r).await.map(drop), None),
-            Case::Attest(r) => (c.attest(r).await.map(drop), None),
-        };
-        let got = result.as_ref().err().map(|e| e.code());
-        let got_streamed = streamed
-            .as_ref()
-            .map(|s| s.as_ref().err().map(|e| e.code()));
-        let moved = apdus() - before;
-        let ok =
-            got == Some(want) && got_streamed.unwrap_or(Some(want)) == Some(want) && moved == 0;
-        println!(
-            "RELIABILITY\thostile\tno_apdu_{name}\t{}\tcode={:?} streamed={:?} want={want:?} apdus={moved}",
-            if ok { "PASS" } else { "FAIL" },
-            got,
-            got_streamed.flatten(),
-        );
-        if !ok {
-            failures.push(format!(
-                "{name}: got {got:?} / streamed {got_streamed:?} (want {want:?}), {moved} APDUs; {:?}",
-                result.err().map(|e| e.message().to_string())
-            ));
-        }
-    }
-
-    // A caller the policy denies: nothing reaches the card either.
-    daemon.set_policy(Policy::only_daemon_uid(euid + 1));
-    let d32 = sha2::Sha256::digest(b"denied").to_vec();
-    let denied = c
-        .sign(sign_req(slot_ref("9c", None), d32.clone(), SHA256, DER))
-        .await
-        .unwrap_err();
-    let moved = apdus() - before;
-    let ok = denied.code() == Code::PermissionDenied && moved == 0;
-    println!(
-        "RELIABILITY\thostile\tno_apdu_denied_caller\t{}\tcode={:?} apdus={moved}",
-        if ok { "PASS" } else { "FAIL" },
-        denied.code()
-    );
-    if !ok {
-        failures.push(format!("denied caller: {denied:?}, {moved} APDUs"));
-    }
-    daemon.set_policy(Policy::only_daemon_uid(euid));
+    let all_cases = cases(&key).len();
+    let failures = run_cases(&mut c, &daemon, &key, &apdus, "no_apdu").await;
+    let total = all_cases + 1;
+    let d32 = sha2::Sha256::digest(b"valid").to_vec();
 
     assert!(
         failures.is_empty(),
@@ -432,6 +451,164 @@ async fn requests_rejected_for_their_content_send_zero_apdus() {
         apdus() - before
     );
 
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// The emulated token, shared so the test can read its command counter.
+#[derive(Clone)]
+struct Shared(std::sync::Arc<std::sync::Mutex<EmulatedToken>>);
+
+impl Token for Shared {
+    fn info(&mut self) -> signer_lib::Result<TokenInfo> {
+        self.0.lock().unwrap().info()
+    }
+    fn list_keys(&mut self) -> signer_lib::Result<Vec<KeyInfo>> {
+        self.0.lock().unwrap().list_keys()
+    }
+    fn key(&mut self, slot: SlotId) -> signer_lib::Result<KeyInfo> {
+        self.0.lock().unwrap().key(slot)
+    }
+    fn sign(
+        &mut self,
+        r: &SignRequest<'_>,
+        e: &mut dyn FnMut(TokenEvent),
+    ) -> signer_lib::Result<Vec<u8>> {
+        self.0.lock().unwrap().sign(r, e)
+    }
+    fn attest(&mut self, slot: SlotId) -> signer_lib::Result<Attestation> {
+        self.0.lock().unwrap().attest(slot)
+    }
+    fn verify_pin(&mut self, pin: &Pin) -> signer_lib::Result<()> {
+        self.0.lock().unwrap().verify_pin(pin)
+    }
+    fn retry_counters(&mut self) -> signer_lib::Result<RetryCounters> {
+        self.0.lock().unwrap().retry_counters()
+    }
+    fn change_pin(&mut self, a: &Pin, b: &Pin) -> signer_lib::Result<()> {
+        self.0.lock().unwrap().change_pin(a, b)
+    }
+    fn change_puk(&mut self, a: &Puk, b: &Puk) -> signer_lib::Result<()> {
+        self.0.lock().unwrap().change_puk(a, b)
+    }
+    fn unblock_pin(&mut self, a: &Puk, b: &Pin) -> signer_lib::Result<()> {
+        self.0.lock().unwrap().unblock_pin(a, b)
+    }
+    fn authenticate(&mut self, k: &ManagementKey) -> signer_lib::Result<()> {
+        self.0.lock().unwrap().authenticate(k)
+    }
+    fn generate_key(
+        &mut self,
+        s: SlotId,
+        a: Algorithm,
+        p: PinPolicy,
+        t: TouchPolicy,
+    ) -> signer_lib::Result<KeyInfo> {
+        self.0.lock().unwrap().generate_key(s, a, p, t)
+    }
+    fn import_key(
+        &mut self,
+        s: SlotId,
+        k: &ImportKey,
+        p: PinPolicy,
+        t: TouchPolicy,
+    ) -> signer_lib::Result<KeyInfo> {
+        self.0.lock().unwrap().import_key(s, k, p, t)
+    }
+    fn put_certificate(&mut self, s: SlotId, c: &[u8]) -> signer_lib::Result<()> {
+        self.0.lock().unwrap().put_certificate(s, c)
+    }
+    fn set_management_key(&mut self, k: &ManagementKey, t: bool) -> signer_lib::Result<()> {
+        self.0.lock().unwrap().set_management_key(k, t)
+    }
+    fn reset(&mut self) -> signer_lib::Result<()> {
+        self.0.lock().unwrap().reset()
+    }
+}
+
+/// The same cases against the emulated token served in process (the
+/// daemon's `emulated:` backend), counted by the emulated card's own
+/// command counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_requests_send_no_command_to_the_emulated_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut token = EmulatedToken::init(
+        dir.path().join("t.state"),
+        &InitOptions {
+            serial: Some(SERIAL),
+            ..InitOptions::default()
+        },
+    )
+    .unwrap();
+    let alg = token.management_key_algorithm();
+    token
+        .authenticate(&ManagementKey::default_for(alg).unwrap())
+        .unwrap();
+    let key = token
+        .generate_key(
+            SlotId::Signature,
+            Algorithm::EccP256,
+            PinPolicy::Once,
+            TouchPolicy::Never,
+        )
+        .unwrap();
+    let shared = Shared(std::sync::Arc::new(std::sync::Mutex::new(token)));
+    let for_worker = shared.clone();
+    let (worker, first) = TokenWorker::spawn(
+        "emulated (shared)",
+        Box::new(move || Ok(Box::new(for_worker.clone()) as Box<dyn Token>)),
+        WorkerOptions {
+            queue_capacity: 16,
+            poll_interval: None,
+            pin_source: PinSource::Fixed(Pin::parse_pin("123456").unwrap()),
+        },
+    )
+    .unwrap();
+    first.unwrap();
+    let euid = rustix::process::geteuid().as_raw();
+    let daemon = Daemon::new(
+        vec![worker],
+        Policy::only_daemon_uid(euid),
+        AuditLog::open(dir.path().join("audit.jsonl")).unwrap(),
+        AttestationTrust::default(),
+        DaemonOptions {
+            max_request_bytes: 64 * 1024,
+            ..DaemonOptions::default()
+        },
+    );
+    let socket = dir.path().join("run/s.sock");
+    let bound = signer_daemon::socket::BoundSocket::bind(&socket).unwrap();
+    bound.listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::UnixListener::from_std(bound.listener.try_clone().unwrap()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(signer_daemon::server::run(
+        listener,
+        daemon.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut c = signer_proto::v1::signer_client::SignerClient::new(
+        signer_proto::unix::connect(&socket).await.unwrap(),
+    );
+    c.list_keys(pb::ListKeysRequest::default()).await.unwrap();
+    let commands = || shared.0.lock().unwrap().command_count() as usize;
+    let before = commands();
+    let failures = run_cases(&mut c, &daemon, &key, &commands, "no_command_emulated").await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(commands(), before);
+    let d32 = sha2::Sha256::digest(b"valid").to_vec();
+    let r = c
+        .sign(sign_req(slot_ref("9c", None), d32.clone(), SHA256, DER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(commands() > before, "the valid request reached the token");
+    assert!(common::verify_p256(
+        &key.public_key.spki_der,
+        &d32,
+        &r.signature
+    ));
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
