@@ -61,6 +61,15 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 
 // ----- a daemon that can be killed and restarted on the same files -----
 
+/// The daemon under test: this workspace's, or the one named by
+/// `SIGNER_RELIABILITY_DAEMON` (to show that these cases catch a defect, run
+/// them against a build without its fix).
+fn daemon_binary() -> PathBuf {
+    std::env::var_os("SIGNER_RELIABILITY_DAEMON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bin("signer-daemon"))
+}
+
 /// The daemon binary on an emulated token whose files outlive it: the same
 /// state file, audit log and socket path across restarts.
 struct Served {
@@ -101,7 +110,7 @@ impl Served {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(bin("signer-daemon"))
+        let child = Command::new(daemon_binary())
             .arg("serve")
             .arg("--token")
             .arg(format!("emulated:{}", self.state.display()))
