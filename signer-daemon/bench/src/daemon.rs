@@ -97,13 +97,13 @@ pub fn make_token(bin: &Path, dir: &Path, name: &str, serial: u32) -> Result<Pat
 }
 
 impl Daemon {
-    /// Start `signer-daemon serve` for `tokens`, auditing to `audit_log`, and
+    /// Start `signer-daemon serve` for the token `selectors`, auditing to `audit_log`, and
     /// wait for its first answer (ListKeys).
     pub async fn start(
         bin: &Path,
         dir: &Path,
         name: &str,
-        tokens: &[PathBuf],
+        selectors: &[String],
         audit_log: &Path,
         extra: &[&str],
     ) -> Result<Daemon> {
@@ -112,8 +112,8 @@ impl Daemon {
             .map_err(|e| fail("daemon log", e))?;
         let mut cmd = Command::new(bin);
         cmd.arg("serve");
-        for t in tokens {
-            cmd.arg("--token").arg(format!("emulated:{}", t.display()));
+        for t in selectors {
+            cmd.arg("--token").arg(t);
         }
         cmd.arg("--socket")
             .arg(&socket)
@@ -149,7 +149,7 @@ impl Daemon {
                 c.list_keys(None).await
             };
             match attempt.await {
-                Ok(keys) if keys.len() == tokens.len() => break keys,
+                Ok(keys) if keys.len() == selectors.len() => break keys,
                 Ok(_) | Err(_) if Instant::now() < end => {
                     tokio::time::sleep(Duration::from_micros(500)).await;
                 }
@@ -157,7 +157,7 @@ impl Daemon {
                     return Err(Failure(format!(
                         "the daemon lists {} keys, expected {}",
                         keys.len(),
-                        tokens.len()
+                        selectors.len()
                     )));
                 }
                 Err(e) => return Err(fail("the daemon did not answer within 20 s", e)),
@@ -198,4 +198,102 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or_else(|| Failure("no VmRSS in /proc/PID/status".into()))
+}
+
+/// The selector of an emulated token's state file.
+pub fn emulated(state: &Path) -> String {
+    format!("emulated:{}", state.display())
+}
+
+/// `signer-daemon emulate-card` serving an emulated token to the private
+/// pcscd's vpcd reader (`SIGNER_VPCD` in the environment), its log in
+/// `log`. Stopped with SIGTERM by [`Bridge::stop`], which returns the number
+/// of APDUs it answered.
+pub struct Bridge {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Bridge {
+    /// Start the bridge for `state`.
+    pub fn start(bin: &Path, state: &Path, log: &Path) -> Result<Bridge> {
+        let file = std::fs::File::create(log).map_err(|e| fail("bridge log", e))?;
+        let child = Command::new(bin)
+            .arg("emulate-card")
+            .arg("--state")
+            .arg(state)
+            .env("SIGNER_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| fail("cannot start signer-daemon emulate-card", e))?;
+        Ok(Bridge {
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// Stop it; the APDUs it answered (from its "bridge stopped" log line).
+    pub fn stop(mut self) -> Result<u64> {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        );
+        let _ = self.child.wait();
+        let log = std::fs::read_to_string(&self.log).map_err(|e| fail("bridge log", e))?;
+        log.lines()
+            .map(strip_ansi)
+            .filter(|l| l.contains("bridge stopped"))
+            .find_map(|l| {
+                let rest = &l[l.find("apdus=")? + 6..];
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .ok_or_else(|| {
+                Failure(format!(
+                    "emulate-card did not report its APDU count; see {}",
+                    self.log.display()
+                ))
+            })
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A log line without its ANSI colour sequences (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ansi_colours_are_stripped() {
+        assert_eq!(
+            super::strip_ansi("\u{1b}[3mapdus\u{1b}[0m\u{1b}[2m=\u{1b}[0m1503"),
+            "apdus=1503"
+        );
+    }
 }

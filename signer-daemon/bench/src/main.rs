@@ -72,6 +72,11 @@ struct Args {
     /// Our PKCS#11 module [default: libsigner_pkcs11.so next to this binary].
     #[arg(long)]
     pkcs11_module: Option<PathBuf>,
+    /// Also measure the daemon serving the emulated card through a private
+    /// pcscd + vpcd (`serve --token yubikey`); needs the environment of
+    /// `tests/scripts/pcsc-sandbox.sh start` (bench.sh --pcsc sets it up; root).
+    #[arg(long)]
+    pcsc: bool,
     /// Only these rows (ids as in the JSON output), for development.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -88,6 +93,7 @@ enum Target {
     DaemonBaseline,
     DaemonTmpfs,
     DaemonTwoTokens,
+    DaemonPcsc,
     SshAgent,
     Notary,
     SoftHsm,
@@ -95,7 +101,7 @@ enum Target {
 }
 
 impl Target {
-    const ALL: [Target; 12] = [
+    const ALL: [Target; 13] = [
         Target::PrimitiveP256,
         Target::PrimitiveP384,
         Target::EmulatedP256,
@@ -104,6 +110,7 @@ impl Target {
         Target::DaemonBaseline,
         Target::DaemonTmpfs,
         Target::DaemonTwoTokens,
+        Target::DaemonPcsc,
         Target::SshAgent,
         Target::Notary,
         Target::SoftHsm,
@@ -120,6 +127,7 @@ impl Target {
             Target::DaemonBaseline => "daemon-baseline",
             Target::DaemonTmpfs => "daemon-audit-tmpfs",
             Target::DaemonTwoTokens => "daemon-two-tokens",
+            Target::DaemonPcsc => "daemon-pcsc",
             Target::SshAgent => "ssh-agent",
             Target::Notary => "notary-signer",
             Target::SoftHsm => "softhsm2-pkcs11",
@@ -137,6 +145,9 @@ impl Target {
             Target::DaemonBaseline => "signer-daemon --baseline-bin, audit durable on disk",
             Target::DaemonTmpfs => "signer-daemon, audit on tmpfs (NOT durable)",
             Target::DaemonTwoTokens => "signer-daemon, two emulated tokens, durable",
+            Target::DaemonPcsc => {
+                "signer-daemon --token yubikey: emulated card via pcscd+vpcd, durable"
+            }
             Target::SshAgent => "OpenSSH ssh-agent (agent protocol)",
             Target::Notary => "notary-signer (gRPC, mutual TLS)",
             Target::SoftHsm => "SoftHSM2, PKCS#11 C_Sign CKM_ECDSA",
@@ -161,6 +172,8 @@ struct Peers {
     daemon_baseline: Option<daemon::Daemon>,
     daemon_tmpfs: Option<daemon::Daemon>,
     daemon_two: Option<daemon::Daemon>,
+    daemon_pcsc: Option<daemon::Daemon>,
+    bridge: Option<daemon::Bridge>,
     agent: Option<Arc<ssh_agent::Agent>>,
     notary: Option<Arc<notary::NotarySigner>>,
     softhsm: Option<Arc<pkcs11::Module>>,
@@ -209,6 +222,7 @@ fn real_main(args: &Args) -> Result<()> {
         .into_iter()
         .filter(|t| args.only.is_empty() || args.only.iter().any(|o| o == t.id()))
         .filter(|t| *t != Target::DaemonBaseline || args.baseline_bin.is_some())
+        .filter(|t| *t != Target::DaemonPcsc || args.pcsc)
         .collect();
     let bin = match &args.daemon_bin {
         Some(b) => b.clone(),
@@ -233,6 +247,8 @@ fn real_main(args: &Args) -> Result<()> {
         daemon_baseline: None,
         daemon_tmpfs: None,
         daemon_two: None,
+        daemon_pcsc: None,
+        bridge: None,
         agent: None,
         notary: None,
         softhsm: None,
@@ -251,7 +267,7 @@ fn real_main(args: &Args) -> Result<()> {
                 &bin,
                 dir.path(),
                 "durable",
-                std::slice::from_ref(&token_a),
+                &[daemon::emulated(&token_a)],
                 &dir.path().join("audit.jsonl"),
                 &[],
             )
@@ -268,7 +284,7 @@ fn real_main(args: &Args) -> Result<()> {
                     baseline,
                     dir.path(),
                     "baseline",
-                    std::slice::from_ref(&token),
+                    &[daemon::emulated(&token)],
                     &dir.path().join("audit-baseline.jsonl"),
                     &[],
                 )
@@ -281,7 +297,7 @@ fn real_main(args: &Args) -> Result<()> {
                     &bin,
                     dir.path(),
                     "tmpfs",
-                    std::slice::from_ref(&token_b),
+                    &[daemon::emulated(&token_b)],
                     &tmpfs_dir.path().join("audit.jsonl"),
                     &[],
                 )
@@ -294,8 +310,34 @@ fn real_main(args: &Args) -> Result<()> {
                     &bin,
                     dir.path(),
                     "two",
-                    &[token_c.clone(), token_d.clone()],
+                    &[daemon::emulated(&token_c), daemon::emulated(&token_d)],
                     &dir.path().join("audit-two.jsonl"),
+                    &[],
+                )
+                .await?,
+            );
+        }
+        if has(Target::DaemonPcsc) {
+            for var in ["PCSCLITE_CSOCK_NAME", "SIGNER_VPCD"] {
+                if std::env::var_os(var).is_none() {
+                    return Err(Failure(format!(
+                        "--pcsc needs a private pcscd ({var} is not set): run tests/scripts/bench.sh --pcsc as root"
+                    )));
+                }
+            }
+            let state = daemon::make_token(&bin, dir.path(), "token-pcsc", 20000007)?;
+            peers.bridge = Some(daemon::Bridge::start(
+                &bin,
+                &state,
+                &dir.path().join("emulate-card.log"),
+            )?);
+            peers.daemon_pcsc = Some(
+                daemon::Daemon::start(
+                    &bin,
+                    dir.path(),
+                    "pcsc",
+                    &["yubikey".to_string()],
+                    &dir.path().join("audit-pcsc.jsonl"),
                     &[],
                 )
                 .await?,
@@ -325,7 +367,7 @@ fn real_main(args: &Args) -> Result<()> {
             &bin,
             &private,
             pkcs11::PKCS11_DAEMON,
-            std::slice::from_ref(&token),
+            &[daemon::emulated(&token)],
             &dir.path().join("audit-pkcs11.jsonl"),
             &[],
         ))?;
@@ -390,6 +432,21 @@ fn real_main(args: &Args) -> Result<()> {
                 .count(),
         );
     }
+    // APDUs the card answered over the whole PC/SC row (start-up, idle
+    // polls and every signature), per signature.
+    peers.daemon_pcsc.take();
+    let pcsc_apdus = match peers.bridge.take() {
+        Some(b) => {
+            let apdus = b.stop()?;
+            let sigs: usize = results
+                .iter()
+                .filter(|((t, _), _)| *t == Target::DaemonPcsc)
+                .map(|(_, runs)| runs.iter().map(|r| r.latencies.len()).sum::<usize>())
+                .sum();
+            Some((apdus, sigs))
+        }
+        None => None,
+    };
     drop(peers);
 
     let report = Report::new(
@@ -400,6 +457,7 @@ fn real_main(args: &Args) -> Result<()> {
         &idle_rss,
         rss_after,
         audit_lines,
+        pcsc_apdus,
         (load_before, load_after),
     );
     if args.json {
@@ -427,10 +485,15 @@ fn measure(
         Target::PrimitiveP384 => local::primitive_p384(total)?,
         Target::EmulatedP256 => local::emulated(dir, Algorithm::EccP256, total)?,
         Target::EmulatedP384 => local::emulated(dir, Algorithm::EccP384, total)?,
-        Target::Daemon | Target::DaemonBaseline | Target::DaemonTmpfs | Target::DaemonTwoTokens => {
+        Target::Daemon
+        | Target::DaemonBaseline
+        | Target::DaemonTmpfs
+        | Target::DaemonTwoTokens
+        | Target::DaemonPcsc => {
             let d = match t {
                 Target::Daemon => &peers.daemon,
                 Target::DaemonBaseline => &peers.daemon_baseline,
+                Target::DaemonPcsc => &peers.daemon_pcsc,
                 Target::DaemonTmpfs => &peers.daemon_tmpfs,
                 _ => &peers.daemon_two,
             }
@@ -550,6 +613,7 @@ struct Report {
     idle_rss_kib: Option<u64>,
     rss_after_kib: Option<u64>,
     audit_lines: Option<usize>,
+    pcsc_apdus: Option<(u64, usize)>,
     load: (String, String),
 }
 
@@ -572,6 +636,7 @@ impl Report {
         idle: &[u64],
         rss_after: Option<u64>,
         audit_lines: Option<usize>,
+        pcsc_apdus: Option<(u64, usize)>,
         load: (String, String),
     ) -> Report {
         Report {
@@ -585,6 +650,7 @@ impl Report {
             idle_rss_kib: idle.first().copied(),
             rss_after_kib: rss_after,
             audit_lines,
+            pcsc_apdus,
             load,
         }
     }
@@ -653,6 +719,14 @@ impl Report {
                 "conc 64: daemon p99 <= 3x p50".into(),
                 format!("{:.0} µs vs 3 x {:.0} µs", d.p99_us, d.p50_us),
                 d.p99_us <= 3.0 * d.p50_us,
+            ));
+        }
+        if let Some((apdus, sigs)) = self.pcsc_apdus {
+            let per = apdus as f64 / sigs.max(1) as f64;
+            out.push((
+                "PC/SC: one APDU per signature, PIN never (the count includes the daemon's start-up and idle polls)".into(),
+                format!("{apdus} APDUs / {sigs} signatures = {per:.3}"),
+                per <= 1.05,
             ));
         }
         if let Some(c) = self.cold_start_ms {
@@ -760,6 +834,7 @@ impl Report {
             "daemon_idle_rss_kib": self.idle_rss_kib,
             "daemon_rss_after_load_kib": self.rss_after_kib,
             "audit_lines": self.audit_lines,
+            "pcsc_apdus": self.pcsc_apdus.map(|(a, s)| serde_json::json!({"apdus": a, "signatures": s})),
             "targets": targets,
         })
     }
