@@ -790,8 +790,17 @@ fn with_private_tmpfs(test_name: &str, size: &str, body: impl FnOnce(&Path)) {
     }
     let ok = status.is_some_and(|s| s.success()) && stdout.contains("test result: ok. 1 passed");
     if !ok {
+        // Its RELIABILITY lines were passed on above: not twice.
+        let rest: Vec<&str> = stdout
+            .lines()
+            .map(|l| l.find("RELIABILITY\t").map_or(l, |at| &l[..at]))
+            .collect();
         let _ = std::io::stdout().write_all(
-            format!("--- child stdout ---\n{stdout}\n--- child stderr ---\n{stderr}\n").as_bytes(),
+            format!(
+                "--- child stdout ---\n{}\n--- child stderr ---\n{stderr}\n",
+                rest.join("\n")
+            )
+            .as_bytes(),
         );
         panic!(
             "{test_name} failed in its private mount namespace ({}); its output is above",
