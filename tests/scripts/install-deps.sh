@@ -11,6 +11,7 @@ declare -A NEED=(
   [vsmartcard-vpcd]=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
   [gcc]=/usr/bin/gcc
   [libpcsclite-dev]=/usr/include/PCSC/winscard.h
+  [libssl-dev]=/usr/include/openssl/ssl.h
   [pkg-config]=/usr/bin/pkg-config
   [protobuf-compiler]=/usr/bin/protoc
   [yubico-piv-tool]=/usr/bin/yubico-piv-tool

@@ -8,15 +8,13 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
 use p256::ecdsa::{Signature, VerifyingKey, signature::hazmat::PrehashVerifier};
 use p256::pkcs8::DecodePublicKey;
 use sha2::Digest;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::load::{Failure, Result, fail};
@@ -34,7 +32,7 @@ const SERVER_NAME: &str = "notary-signer";
 pub struct NotarySigner {
     child: Child,
     addr: SocketAddr,
-    tls: TlsConnector,
+    tls: SslConnector,
     /// The key's id.
     pub key_id: String,
     /// The key, for verification.
@@ -121,32 +119,25 @@ fn make_certs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn tls_connector(dir: &Path) -> Result<TlsConnector> {
-    let pem = |name: &str| -> Result<Vec<u8>> {
-        std::fs::read(dir.join(name)).map_err(|e| fail(format!("reading {name}"), e))
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pem("ca.crt")?.as_slice()) {
-        roots
-            .add(c.map_err(|e| fail("ca.crt", e))?)
-            .map_err(|e| fail("ca.crt", e))?;
-    }
-    let chain = rustls_pemfile::certs(&mut pem("client.crt")?.as_slice())
-        .collect::<std::result::Result<Vec<_>, _>>()
+/// The mutual-TLS client configuration, with the system's OpenSSL (the
+/// benchmark adds no second TLS or crypto library to the tree: RustCrypto
+/// stays the only one, `cargo tree -d`).
+fn tls_connector(dir: &Path) -> Result<SslConnector> {
+    let path = |name: &str| dir.join(name);
+    let mut b =
+        SslConnector::builder(SslMethod::tls_client()).map_err(|e| fail("TLS config", e))?;
+    b.set_ca_file(path("ca.crt"))
+        .map_err(|e| fail("ca.crt", e))?;
+    b.set_certificate_chain_file(path("client.crt"))
         .map_err(|e| fail("client.crt", e))?;
-    let key = rustls_pemfile::private_key(&mut pem("client.key")?.as_slice())
-        .map_err(|e| fail("client.key", e))?
-        .ok_or_else(|| Failure("client.key holds no key".into()))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| fail("TLS config", e))?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .map_err(|e| fail("TLS client certificate", e))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
+    b.set_private_key_file(path("client.key"), SslFiletype::PEM)
+        .map_err(|e| fail("client.key", e))?;
+    b.check_private_key()
+        .map_err(|e| fail("client.key does not match client.crt", e))?;
+    b.set_verify(SslVerifyMode::PEER);
+    b.set_alpn_protos(b"\x02h2")
+        .map_err(|e| fail("TLS ALPN", e))?;
+    Ok(b.build())
 }
 
 impl NotarySigner {
@@ -237,9 +228,16 @@ impl NotarySigner {
                 async move {
                     let tcp = tokio::net::TcpStream::connect(addr).await?;
                     tcp.set_nodelay(true)?;
-                    let name = rustls::pki_types::ServerName::try_from(SERVER_NAME)
+                    let ssl = tls
+                        .configure()
+                        .and_then(|c| c.into_ssl(SERVER_NAME))
                         .map_err(std::io::Error::other)?;
-                    let stream = tls.connect(name, tcp).await?;
+                    let mut stream =
+                        tokio_openssl::SslStream::new(ssl, tcp).map_err(std::io::Error::other)?;
+                    std::pin::Pin::new(&mut stream)
+                        .connect()
+                        .await
+                        .map_err(std::io::Error::other)?;
                     Ok::<_, std::io::Error>(TokioIo::new(stream))
                 }
             }))
