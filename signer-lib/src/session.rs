@@ -14,7 +14,9 @@
 //!   only once its contents change; an environment PIN is dead until the
 //!   process restarts; a prompt asks the operator again.
 //! - The PIN the card accepted last is cached so verification lost to a card
-//!   reset can be restored once, without asking again.
+//!   reset can be restored once, without asking again; a PIN file whose
+//!   contents changed since wins over the cached PIN (see
+//!   [`PinKeeper::next_pin`]).
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -142,9 +144,22 @@ impl PinKeeper {
     /// The PIN to use next: the one the card accepted last, or a fresh one
     /// from the source. Refuses (without touching the card) a PIN the card
     /// has already rejected.
+    ///
+    /// A PIN file is read again even when a PIN was accepted: when its
+    /// contents changed (the operator changed the card's PIN with another
+    /// tool and updated the file), the new PIN is used instead of presenting
+    /// the stale one, which would cost a try. A file that cannot be read or
+    /// parsed at that moment keeps the accepted PIN in use.
     pub fn next_pin(&mut self, slot: Option<SlotId>) -> Result<Pin> {
         if let Some(pin) = &self.accepted {
-            return Ok(pin.clone());
+            let fresh = match &self.source {
+                PinSource::File(_) => self.source.read(slot).ok(),
+                _ => None,
+            };
+            match fresh {
+                Some(fresh) if !fresh.ct_eq(pin) => self.accepted = None,
+                _ => return Ok(pin.clone()),
+            }
         }
         let pin = self.source.read(slot)?;
         if let Some(bad) = &self.rejected {
@@ -343,6 +358,35 @@ mod tests {
         // The accepted PIN is reused even if the file goes away.
         std::fs::remove_file(&path).unwrap();
         assert_eq!(keeper.next_pin(None).unwrap().as_bytes(), b"123456");
+    }
+
+    #[test]
+    fn a_changed_pin_file_replaces_the_accepted_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pin");
+        std::fs::write(&path, "123456\n").unwrap();
+        let mut keeper = PinKeeper::new(PinSource::File(path.clone()));
+        let pin = keeper.next_pin(None).unwrap();
+        keeper.record(&pin, &Ok(()));
+        // Unchanged file: the accepted PIN.
+        assert_eq!(keeper.next_pin(None).unwrap().as_bytes(), b"123456");
+        // The operator changed the card's PIN and the file: the new one is
+        // presented, never the stale accepted one.
+        std::fs::write(&path, "246810").unwrap();
+        assert_eq!(keeper.next_pin(None).unwrap().as_bytes(), b"246810");
+        // An unreadable or malformed file keeps the accepted PIN in use.
+        let pin = keeper.next_pin(None).unwrap();
+        keeper.record(&pin, &Ok(()));
+        std::fs::write(&path, "x").unwrap();
+        assert_eq!(keeper.next_pin(None).unwrap().as_bytes(), b"246810");
+        // A changed file whose PIN the card rejected before stays refused.
+        std::fs::write(&path, "111111").unwrap();
+        let bad = keeper.next_pin(None).unwrap();
+        keeper.record(&bad, &Err(Error::WrongPin { retries_left: 2 }));
+        assert!(matches!(
+            keeper.next_pin(None),
+            Err(Error::PinRejectedEarlier { .. })
+        ));
     }
 
     #[test]
