@@ -413,7 +413,7 @@ impl Client {
     /// Sign a digest with the `SignWithEvents` stream, DER signature.
     /// `on_event` hears a touch request before the token waits for it.
     /// The answer is checked to be for this digest and hash (else
-    /// [`Error::BadAnswer`]); use [`verify`] (or [`Client::sign_verified`])
+    /// [`Error::BadAnswer`]); use [`verify`]
     /// to check the signature against the key.
     pub async fn sign(
         &mut self,
@@ -479,30 +479,6 @@ impl Client {
         let r = self.inner.sign(request).await?.into_inner();
         check_answer(&r, hash, &digest)?;
         Ok(r)
-    }
-
-    /// Sign with `key` (as listed) and verify the signature against it
-    /// before returning it; the response carries the DER signature, and
-    /// the second value is r‖s.
-    pub async fn sign_verified(
-        &mut self,
-        key: &pb::Key,
-        hash: pb::HashAlgorithm,
-        digest: Vec<u8>,
-        on_event: impl FnMut(SignEvent),
-    ) -> Result<(pb::SignResponse, Vec<u8>), Error> {
-        let key_ref = pb::KeyRef {
-            key: Some(pb::key_ref::Key::KeyId(key.key_id.clone())),
-        };
-        let r = self.sign(key_ref, hash, digest.clone(), on_event).await?;
-        if r.key_id != key.key_id {
-            return Err(Error::bad(format!(
-                "signed by key {} instead of {}",
-                r.key_id, key.key_id
-            )));
-        }
-        let raw = verify(key, hash, &digest, &r.signature)?;
-        Ok((r, raw))
     }
 
     /// Attest a key: certificates and the daemon's verdict.

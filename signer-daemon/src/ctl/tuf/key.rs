@@ -78,7 +78,7 @@ impl TufKey {
             public,
         };
         // Refuse a key the curve does not accept (a wrong answer of the daemon).
-        key.verifier()?;
+        key.public_key()?;
         Ok(key)
     }
 
@@ -163,7 +163,9 @@ impl TufKey {
             && matches!((self.spki_der(), other.spki_der()), (Ok(a), Ok(b)) if a == b)
     }
 
-    fn verifier(&self) -> Result<Verifier, TufError> {
+    /// The key as signer-lib's [`PublicKey`](signer_lib::PublicKey), checked to
+    /// be a point of its scheme's curve, with the scheme.
+    fn public_key(&self) -> Result<(Scheme, signer_lib::PublicKey), TufError> {
         use p256::pkcs8::DecodePublicKey;
         let scheme = self.scheme().ok_or_else(|| TufError::BadKey {
             reason: format!(
@@ -175,42 +177,37 @@ impl TufKey {
         let bad = |e: p256::pkcs8::spki::Error| TufError::BadKey {
             reason: format!("keyval.public is not a {} key: {e}", scheme.name()),
         };
-        Ok(match scheme {
+        let algorithm = match scheme {
             Scheme::P256 => {
-                Verifier::P256(p256::ecdsa::VerifyingKey::from_public_key_der(&der).map_err(bad)?)
+                p256::ecdsa::VerifyingKey::from_public_key_der(&der).map_err(bad)?;
+                signer_lib::Algorithm::EccP256
             }
             Scheme::P384 => {
-                Verifier::P384(p384::ecdsa::VerifyingKey::from_public_key_der(&der).map_err(bad)?)
+                p384::ecdsa::VerifyingKey::from_public_key_der(&der).map_err(bad)?;
+                signer_lib::Algorithm::EccP384
             }
-        })
+        };
+        Ok((
+            scheme,
+            signer_lib::PublicKey {
+                algorithm,
+                spki_der: der,
+            },
+        ))
     }
 
     /// Verify a TUF signature (`sig`: hex of the DER ECDSA signature) over
-    /// `payload` (the canonical bytes of `signed`).
+    /// `payload` (the canonical bytes of `signed`): the scheme's hash of the
+    /// payload, checked by signer-lib's one ECDSA check
+    /// ([`PublicKey::verify_prehash`](signer_lib::PublicKey::verify_prehash)).
     pub fn verify(&self, payload: &[u8], sig_hex: &str) -> Result<(), String> {
-        use signature::Verifier as _;
-        let verifier = self.verifier().map_err(|e| e.to_string())?;
+        let (scheme, public) = self.public_key().map_err(|e| e.to_string())?;
         let der = hex::decode(sig_hex).map_err(|e| format!("sig is not hex: {e}"))?;
-        match verifier {
-            Verifier::P256(vk) => {
-                let sig = p256::ecdsa::Signature::from_der(&der)
-                    .map_err(|e| format!("sig is not a DER ECDSA P-256 signature: {e}"))?;
-                vk.verify(payload, &sig)
-                    .map_err(|_| "the signature does not verify".to_string())
-            }
-            Verifier::P384(vk) => {
-                let sig = p384::ecdsa::Signature::from_der(&der)
-                    .map_err(|e| format!("sig is not a DER ECDSA P-384 signature: {e}"))?;
-                vk.verify(payload, &sig)
-                    .map_err(|_| "the signature does not verify".to_string())
-            }
-        }
+        public
+            .verify_prehash(&scheme.digest(payload), &der)
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
-}
-
-enum Verifier {
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
 }
 
 #[cfg(test)]

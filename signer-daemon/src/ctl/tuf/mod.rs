@@ -342,9 +342,12 @@ async fn sign_file(socket: &Path, timeout: Duration, a: SignCmd) -> Result<i32, 
         Scheme::P256 => pb::HashAlgorithm::Sha256,
         Scheme::P384 => pb::HashAlgorithm::Sha384,
     };
-    let (response, _) = client
-        .sign_verified(
-            &daemon_key,
+    // The signature is checked once, by `sign::apply`, against the TUF key
+    // (the daemon's key) over the canonical bytes that are written.
+    let key_ref = signer_client::KeySpec::KeyId(daemon_key.key_id.clone()).key_ref();
+    let response = client
+        .sign(
+            key_ref,
             hash,
             plan.digest.clone(),
             super::sign::print_touch_prompt,
