@@ -34,7 +34,7 @@ pub fn module_path() -> PathBuf {
     let path = target_dir().join("libsigner_pkcs11.so");
     assert!(
         path.exists(),
-        "{} is not built: cargo test -p signer-pkcs11 builds it",
+        "{} is not built: run `cargo build -p signer-pkcs11` first (cargo test does not build cdylibs; tests/scripts/run-tests.sh does)",
         path.display()
     );
     path
