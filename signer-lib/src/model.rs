@@ -176,40 +176,69 @@ impl From<SlotId> for String {
 
 /// Key algorithm, with the algorithm identifier byte the YubiKey uses.
 ///
-/// EccP256 and EccP384 are implemented end to end. RSA-2048 and Ed25519 are
-/// part of the model so that listings of a real card can name them, but every
-/// backend answers [`Error::UnsupportedAlgorithm`] for operations on them.
+/// Which of these a backend can generate, sign with and attest is a property
+/// of the backend and the firmware ([`Algorithm::is_implemented`] says what
+/// this crate operates on); the model names every key type of the YubiKey PIV
+/// applet (YubiKey 4 to 5.7) so that a listing of any card can name its keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
-    /// NIST P-256 ECDSA (0x11).
+    /// NIST P-256 ECDSA / ECDH (0x11).
     EccP256,
-    /// NIST P-384 ECDSA (0x14).
+    /// NIST P-384 ECDSA / ECDH (0x14).
     EccP384,
-    /// RSA-2048 (0x07). Listed, not yet operated on.
+    /// RSA-2048 (0x07).
     Rsa2048,
-    /// Ed25519 (0xE0, firmware 5.7+). Listed, not yet operated on.
+    /// Ed25519 (0xE0, firmware 5.7+).
     Ed25519,
+    /// RSA-1024 (0x06).
+    Rsa1024,
+    /// RSA-3072 (0x05, firmware 5.7+).
+    Rsa3072,
+    /// RSA-4096 (0x16, firmware 5.7+).
+    Rsa4096,
+    /// X25519 key agreement (0xE1, firmware 5.7+); cannot sign.
+    X25519,
 }
 
 impl Algorithm {
+    /// Every algorithm of the model, in a stable order.
+    pub const ALL: [Algorithm; 8] = [
+        Algorithm::EccP256,
+        Algorithm::EccP384,
+        Algorithm::Rsa1024,
+        Algorithm::Rsa2048,
+        Algorithm::Rsa3072,
+        Algorithm::Rsa4096,
+        Algorithm::Ed25519,
+        Algorithm::X25519,
+    ];
+
     /// The algorithm identifier byte of the PIV applet.
     pub fn id(self) -> u8 {
         match self {
+            Algorithm::Rsa3072 => 0x05,
+            Algorithm::Rsa1024 => 0x06,
             Algorithm::Rsa2048 => 0x07,
             Algorithm::EccP256 => 0x11,
             Algorithm::EccP384 => 0x14,
+            Algorithm::Rsa4096 => 0x16,
             Algorithm::Ed25519 => 0xe0,
+            Algorithm::X25519 => 0xe1,
         }
     }
 
     /// Parse the algorithm identifier byte.
     pub fn from_id(id: u8) -> Result<Algorithm> {
         Ok(match id {
+            0x05 => Algorithm::Rsa3072,
+            0x06 => Algorithm::Rsa1024,
             0x07 => Algorithm::Rsa2048,
             0x11 => Algorithm::EccP256,
             0x14 => Algorithm::EccP384,
+            0x16 => Algorithm::Rsa4096,
             0xe0 => Algorithm::Ed25519,
+            0xe1 => Algorithm::X25519,
             _ => {
                 return Err(Error::UnsupportedAlgorithm {
                     algorithm: format!("0x{id:02x}"),
@@ -233,13 +262,38 @@ impl Algorithm {
         }
     }
 
+    /// The modulus size in bits for RSA, `None` otherwise.
+    pub fn rsa_bits(self) -> Option<usize> {
+        match self {
+            Algorithm::Rsa1024 => Some(1024),
+            Algorithm::Rsa2048 => Some(2048),
+            Algorithm::Rsa3072 => Some(3072),
+            Algorithm::Rsa4096 => Some(4096),
+            _ => None,
+        }
+    }
+
+    /// Whether this is an RSA key type.
+    pub fn is_rsa(self) -> bool {
+        self.rsa_bits().is_some()
+    }
+
+    /// Whether keys of this type can sign (X25519 only agrees keys).
+    pub fn can_sign(self) -> bool {
+        self != Algorithm::X25519
+    }
+
     /// The textual name used by the CLIs and the config (`p256`, `p384`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::EccP256 => "p256",
             Algorithm::EccP384 => "p384",
+            Algorithm::Rsa1024 => "rsa1024",
             Algorithm::Rsa2048 => "rsa2048",
+            Algorithm::Rsa3072 => "rsa3072",
+            Algorithm::Rsa4096 => "rsa4096",
             Algorithm::Ed25519 => "ed25519",
+            Algorithm::X25519 => "x25519",
         }
     }
 }
@@ -258,8 +312,12 @@ impl FromStr for Algorithm {
                 Algorithm::EccP256
             }
             "p384" | "p-384" | "eccp384" | "ecc-p384" | "secp384r1" => Algorithm::EccP384,
+            "rsa1024" | "rsa-1024" => Algorithm::Rsa1024,
             "rsa2048" | "rsa-2048" => Algorithm::Rsa2048,
+            "rsa3072" | "rsa-3072" => Algorithm::Rsa3072,
+            "rsa4096" | "rsa-4096" => Algorithm::Rsa4096,
             "ed25519" => Algorithm::Ed25519,
+            "x25519" => Algorithm::X25519,
             _ => {
                 return Err(Error::UnsupportedAlgorithm {
                     algorithm: s.to_string(),

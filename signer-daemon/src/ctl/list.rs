@@ -31,6 +31,10 @@ pub fn alg_name(v: i32) -> &'static str {
         pb::Algorithm::EccP384 => "p384",
         pb::Algorithm::Rsa2048 => "rsa2048",
         pb::Algorithm::Ed25519 => "ed25519",
+        pb::Algorithm::Rsa1024 => "rsa1024",
+        pb::Algorithm::Rsa3072 => "rsa3072",
+        pb::Algorithm::Rsa4096 => "rsa4096",
+        pb::Algorithm::X25519 => "x25519",
         pb::Algorithm::Unspecified => "?",
     })
 }

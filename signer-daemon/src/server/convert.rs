@@ -69,6 +69,10 @@ fn algorithm_to_proto(a: Algorithm) -> pb::Algorithm {
         Algorithm::EccP384 => pb::Algorithm::EccP384,
         Algorithm::Rsa2048 => pb::Algorithm::Rsa2048,
         Algorithm::Ed25519 => pb::Algorithm::Ed25519,
+        Algorithm::Rsa1024 => pb::Algorithm::Rsa1024,
+        Algorithm::Rsa3072 => pb::Algorithm::Rsa3072,
+        Algorithm::Rsa4096 => pb::Algorithm::Rsa4096,
+        Algorithm::X25519 => pb::Algorithm::X25519,
     }
 }
 
