@@ -168,3 +168,51 @@ if ! tests/scripts/vpcd-one-slot.sh >/dev/null; then
   echo "install-deps: cannot build the one-slot vpcd driver (tests/scripts/vpcd-one-slot.sh)" >&2
   exit 1
 fi
+
+# Yubico's PIV device test suite against the emulated card
+# (tests/tests/ykman_test_piv.rs): yubikey-manager 5.9.2's source
+# distribution from the Python package index (its tests/ are only in the
+# sdist; sha256 pinned here), unpacked into $YKT_VENV/src/, and the pinned
+# packages of tests/clients/python/requirements-ykman-test-piv.txt (ykman,
+# pytest, makefun, ...) in their own venv. Reinstalled when that file or
+# the pinned sdist changes. Mandatory: a failure fails the run, naming it.
+YKT_VENV="${SIGNER_YKMAN_TESTS_VENV:-/usr/local/lib/signer-e2e-ykman-tests}"
+YKT_REQS=tests/clients/python/requirements-ykman-test-piv.txt
+YKT_SDIST=yubikey_manager-5.9.2
+YKT_SDIST_SHA256=9584c7377449e6487140da6c3f13a289e618b0023c8414be91c1c212fce3c473
+YKT_STAMP="$YKT_VENV/.requirements.sha256"
+want="$(cat "$YKT_REQS" <(echo "$YKT_SDIST $YKT_SDIST_SHA256") | sha256sum | cut -d' ' -f1)"
+if [ ! -e "$YKT_VENV/src/$YKT_SDIST/tests/device/test_piv.py" ] || [ ! -x "$YKT_VENV/bin/pytest" ] ||
+  [ "$(cat "$YKT_STAMP" 2>/dev/null)" != "$want" ]; then
+  if [ "$(id -u)" -ne 0 ] && [ ! -w "$(dirname "$YKT_VENV")" ]; then
+    echo "install-deps: missing $YKT_VENV (Yubico's test_piv.py and pytest); run as root" >&2
+    exit 1
+  fi
+  echo "install-deps: installing $YKT_SDIST's device tests and $YKT_REQS into $YKT_VENV" >&2
+  rm -rf "$YKT_VENV"
+  /usr/bin/python3 -m venv "$YKT_VENV" </dev/null
+  if ! "$YKT_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$YKT_REQS" </dev/null; then
+    echo "install-deps: cannot install the pinned packages of $YKT_REQS from the Python package index into $YKT_VENV" >&2
+    exit 1
+  fi
+  if ! "$YKT_VENV/bin/pip" check; then
+    echo "install-deps: $YKT_REQS is incomplete: a dependency above is missing from it" >&2
+    exit 1
+  fi
+  mkdir -p "$YKT_VENV/src"
+  if ! "$YKT_VENV/bin/pip" download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+    --dest "$YKT_VENV/src" "yubikey-manager==5.9.2" </dev/null; then
+    echo "install-deps: cannot download the yubikey-manager 5.9.2 source distribution (its tests/) from the Python package index" >&2
+    exit 1
+  fi
+  if [ "$(sha256sum "$YKT_VENV/src/$YKT_SDIST.tar.gz" | cut -d' ' -f1)" != "$YKT_SDIST_SHA256" ]; then
+    echo "install-deps: $YKT_VENV/src/$YKT_SDIST.tar.gz does not have the pinned sha256 $YKT_SDIST_SHA256" >&2
+    exit 1
+  fi
+  tar -xzf "$YKT_VENV/src/$YKT_SDIST.tar.gz" -C "$YKT_VENV/src"
+  if [ ! -e "$YKT_VENV/src/$YKT_SDIST/tests/device/test_piv.py" ]; then
+    echo "install-deps: $YKT_SDIST.tar.gz has no tests/device/test_piv.py" >&2
+    exit 1
+  fi
+  echo "$want" >"$YKT_STAMP"
+fi

@@ -2,6 +2,7 @@
 //! intermediates may sit between a device certificate and a root.
 
 use der::Decode;
+use der::asn1::ObjectIdentifier;
 use x509_cert::Certificate;
 
 use crate::error::{Error, Result};
@@ -16,6 +17,41 @@ pub const YUBICO_ATTESTATION_ROOT_1_PEM: &str =
 /// A 1/B 1": the intermediates between a 5.7.4+ f9 certificate and Root 1.
 pub const YUBICO_PIV_INTERMEDIATES_PEM: &str =
     include_str!("../../trust/yubico-piv-intermediates-5.7.4.pem");
+
+/// The private, non-critical extension in which an emulated token's
+/// "Attestation Root 1" (firmware 5.7.4+) carries its two intermediates, a
+/// DER `SEQUENCE OF Certificate`. Under the IANA enterprise number reserved
+/// for examples (RFC 5612), since an emulator must not use Yubico's arc.
+/// When such a root is trusted the intermediates join the path-building
+/// pool (they are not trusted by themselves: each signature up to the root
+/// is still checked).
+pub const OID_EMULATED_INTERMEDIATES: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.4.1.32473.1.1");
+
+/// The intermediates a root carries in [`OID_EMULATED_INTERMEDIATES`]
+/// (DER, in the order carried); empty when it carries none. A malformed
+/// extension is an error.
+pub fn embedded_intermediates(root: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let bad = |e: &dyn std::fmt::Display| Error::Certificate {
+        reason: format!("the emulated root's intermediates extension: {e}"),
+    };
+    let cert = Certificate::from_der(root).map_err(|e| bad(&e))?;
+    embedded_in(&cert).map_err(|e| bad(&e))
+}
+
+fn embedded_in(cert: &Certificate) -> std::result::Result<Vec<Vec<u8>>, der::Error> {
+    use der::Encode;
+    let Some(ext) = cert.tbs_certificate().extensions().and_then(|exts| {
+        exts.iter()
+            .find(|e| e.extn_id == OID_EMULATED_INTERMEDIATES)
+    }) else {
+        return Ok(Vec::new());
+    };
+    Vec::<Certificate>::from_der(ext.extn_value.as_bytes())?
+        .iter()
+        .map(Encode::to_der)
+        .collect()
+}
 
 /// A trusted certificate with its name for verdicts.
 #[derive(Clone, Debug)]
@@ -94,9 +130,18 @@ impl TrustAnchors {
         Ok(anchors)
     }
 
-    /// Trust a root (DER). `source` names it in verdicts.
+    /// Trust a root (DER). `source` names it in verdicts. The
+    /// intermediates an emulated 5.7.4+ root carries
+    /// ([`OID_EMULATED_INTERMEDIATES`]) are added as intermediates.
     pub fn add_root_der(&mut self, source: &str, der: Vec<u8>) -> Result<()> {
-        self.roots.push(anchor(source, der)?);
+        let root = anchor(source, der)?;
+        let carried = embedded_in(&root.cert).map_err(|e| Error::Certificate {
+            reason: format!("{source}: the emulated root's intermediates extension: {e}"),
+        })?;
+        for der in carried {
+            self.add_intermediate_der(source, der)?;
+        }
+        self.roots.push(root);
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! Shared by the conformance tests of the emulated card with real tools
-//! (`emulated_card_conformance.rs`, `ykcs11_conformance.rs`): an emulated
+//! (`emulated_card_conformance.rs`, `ykcs11_conformance.rs`,
+//! `ykman_test_piv.rs`): an emulated
 //! token made with `signer-daemon emulated init` and served by the real
 //! `signer-daemon emulate-card` binary to a sandbox reader, and helpers that
 //! run a tool and fail the test when it exits non-zero or prints an error.
@@ -87,11 +88,23 @@ impl EmulatedCard {
         mgmt: &str,
         atr: &str,
     ) -> EmulatedCard {
+        EmulatedCard::start_with(sandbox, reader, serial, &["--mgmt-key-alg", mgmt], atr)
+    }
+
+    /// The same with any `emulated init` options after `--serial` (e.g.
+    /// `--firmware 4.3.7`).
+    pub fn start_with(
+        sandbox: &Sandbox,
+        reader: usize,
+        serial: u32,
+        init_args: &[&str],
+        atr: &str,
+    ) -> EmulatedCard {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("token.state");
         let mut init = Command::new(bin("signer-daemon"));
         init.args(["emulated", "init", "--state"]).arg(&state);
-        init.args(["--serial", &serial.to_string(), "--mgmt-key-alg", mgmt]);
+        init.args(["--serial", &serial.to_string()]).args(init_args);
         ok(init, "signer-daemon emulated init");
         let mut root = Command::new(bin("signer-daemon"));
         root.args(["emulated", "root", "--state"]).arg(&state);
@@ -170,4 +183,98 @@ pub fn openssl_verify(public_pem: &Path, digest: &str, data: &Path, signature: &
     c.arg("-signature").arg(signature).arg(data);
     let out = ok(c, "openssl dgst -verify");
     assert!(out.contains("Verified OK"), "{out}");
+}
+
+/// The SubjectPublicKeyInfo PEM of a public key, CSR or certificate file,
+/// as one line without the armor (for comparisons).
+pub fn spki_of(kind: &str, path: &Path) -> String {
+    let mut c = Command::new("openssl");
+    match kind {
+        "key" => c.args(["pkey", "-pubin", "-in"]),
+        "csr" => c.args(["req", "-pubkey", "-noout", "-in"]),
+        "cert" => c.args(["x509", "-pubkey", "-noout", "-in"]),
+        other => panic!("spki_of: unknown kind {other}"),
+    };
+    c.arg(path);
+    let pem = ok(
+        c,
+        &format!("openssl: the public key of the {kind} {}", path.display()),
+    );
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
+/// A copy of PEM `path` as DER with the last byte (the end of the
+/// signature) flipped.
+fn tampered_der(kind: &str, path: &Path) -> PathBuf {
+    let der = path.with_extension("tampered.der");
+    let mut c = Command::new("openssl");
+    c.args([kind, "-outform", "DER", "-in"])
+        .arg(path)
+        .arg("-out")
+        .arg(&der);
+    ok(c, &format!("openssl {kind} -outform DER"));
+    let mut bytes = std::fs::read(&der).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    std::fs::write(&der, bytes).unwrap();
+    der
+}
+
+/// A CSR a tool made with a key on the card: `openssl req -verify` accepts
+/// its signature, refuses it with the signature's last byte changed, and
+/// its key is `public_pem`'s.
+pub fn verify_csr(csr: &Path, public_pem: &Path) {
+    let mut c = Command::new("openssl");
+    c.args(["req", "-verify", "-noout", "-in"]).arg(csr);
+    let out = ok(c, "openssl req -verify");
+    assert!(out.contains("verify OK"), "{out}");
+    assert_eq!(
+        spki_of("csr", csr),
+        spki_of("key", public_pem),
+        "the CSR holds the card's key"
+    );
+    // (OpenSSL 3.0's `req -verify` exits 0 on a bad signature: its words
+    // decide.)
+    let bad = tampered_der("req", csr);
+    let mut c = Command::new("openssl");
+    c.args(["req", "-verify", "-noout", "-inform", "DER", "-in"])
+        .arg(&bad);
+    let out = c.output().unwrap();
+    let t = text(&out);
+    assert!(
+        t.contains("verify failure") && !t.contains("verify OK"),
+        "openssl req -verify of the CSR with its signature changed must fail:\n{t}"
+    );
+}
+
+/// A self-signed certificate a tool made with a key on the card: `openssl
+/// verify -check_ss_sig` accepts its signature, refuses it with the
+/// signature's last byte changed, and its key is `public_pem`'s.
+pub fn verify_self_signed(cert: &Path, public_pem: &Path) {
+    let mut c = Command::new("openssl");
+    c.args(["verify", "-check_ss_sig", "-CAfile"])
+        .arg(cert)
+        .arg(cert);
+    let out = ok(c, "openssl verify -check_ss_sig");
+    assert!(out.contains(": OK"), "{out}");
+    assert_eq!(
+        spki_of("cert", cert),
+        spki_of("key", public_pem),
+        "the certificate holds the card's key"
+    );
+    let bad = tampered_der("x509", cert);
+    let bad_pem = cert.with_extension("tampered.pem");
+    let mut c = Command::new("openssl");
+    c.args(["x509", "-inform", "DER", "-in"])
+        .arg(&bad)
+        .arg("-out")
+        .arg(&bad_pem);
+    ok(c, "openssl x509 (the changed certificate)");
+    let mut c = Command::new("openssl");
+    c.args(["verify", "-check_ss_sig", "-CAfile"])
+        .arg(&bad_pem)
+        .arg(&bad_pem);
+    fails(
+        c,
+        "openssl verify of the certificate with its signature changed",
+    );
 }

@@ -37,6 +37,7 @@
 //! [`EmulatedToken`]: crate::emulator::EmulatedToken
 //! [`VirtualCard`]: crate::transport::vpcd::VirtualCard
 
+mod move_key; // E2: MOVE KEY / DELETE KEY (F6)
 mod piv;
 mod smart_card;
 mod status;

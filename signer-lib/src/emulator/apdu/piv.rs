@@ -6,6 +6,7 @@ use zeroize::Zeroizing;
 
 use super::status::{refuse, refuse_with, verify_failed};
 use crate::emulator::card::{Card, KeyMetadata, PinMetadata, PinStatus, REFERENCE_BLOCK_LEN};
+use crate::emulator::card::firmware; // E2
 use crate::error::Error;
 use crate::model::{Algorithm, FirmwareVersion, PinPolicy, SlotId, TouchPolicy};
 use crate::piv::apdu::{CommandApdu, ResponseApdu, StatusWord};
@@ -39,7 +40,14 @@ pub(super) fn select_response(_card: &mut Card) -> ResponseApdu {
 
 /// Execute one PIV command.
 pub(super) fn execute(card: &mut Card, apdu: &CommandApdu) -> ResponseApdu {
+    // E2: what this firmware lacks is refused first, with its status word
+    // (the capability table is emulator/card/firmware.rs).
+    if let Some(status) = firmware::refusal(card.state().firmware(), apdu) {
+        card.note_command();
+        return sw(status);
+    }
     match apdu.ins {
+        firmware::INS_MOVE_KEY => super::move_key::execute(card, apdu), // E2
         ins::VERIFY => verify(card, apdu),
         ins::CHANGE_REFERENCE_DATA => change_reference_data(card, apdu),
         ins::RESET_RETRY_COUNTER => reset_retry_counter(card, apdu),

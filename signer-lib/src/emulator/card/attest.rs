@@ -1,24 +1,43 @@
-//! Attestation material of the emulated card: the emulated root, the f9
-//! device key and certificate, and slot attestation certificates carrying
-//! Yubico's extensions.
+//! Attestation material of the emulated card: its own emulated CA
+//! hierarchy, the f9 device key and certificate, and slot attestation
+//! certificates carrying Yubico's extensions.
 //!
-//! The certificate issuance below (module `issue`) mirrors the API of
-//! `crate::attestation::issue` (being written separately); once that lands,
-//! this module calls it instead and `issue` goes away.
+//! The hierarchy follows the firmware generation
+//! ([`Feature::AttestationPki2024`], from 5.7.4 as Yubico documents it):
+//!
+//! - before 5.7.4 (YubiKey 4.3, 5.0 to 5.7.3): slot certificate ← f9
+//!   "Emulated Yubico PIV Attestation" ← "Emulated PIV Root CA Serial N",
+//!   shaped like Yubico's "PIV Root CA Serial 263751";
+//! - 5.7.4 and later: slot certificate ← f9 ← "Emulated PIV Attestation A 1"
+//!   ← "Emulated Attestation Intermediate A 1" ← "Emulated Attestation Root
+//!   1", shaped like Yubico's 2024 PKI.
+//!
+//! Every name says "Emulated" and carries the token's serial: an emulated
+//! token never claims Yubico's CA. The root's private key (and the
+//! intermediates' keys) are discarded after manufacture, as Yubico's never
+//! sit on a device. A real 5.7.4 device does not hold its intermediates
+//! either (Yubico publishes them); the emulated root carries its two
+//! intermediates in a private, non-critical extension
+//! ([`crate::attestation::anchors::OID_EMULATED_INTERMEDIATES`]) so that
+//! whoever trusts the emulated root gets the path to it, and the verifier
+//! still checks every signature along that path.
 
 use std::time::Duration;
 
+use crate::emulator::card::firmware::{self, Feature};
 use crate::emulator::card::state::{CardState, SlotKey};
 use crate::emulator::soft_key::SoftKey;
 use crate::error::{Error, Result};
 use crate::model::{Algorithm, FirmwareVersion, KeyOrigin, PinPolicy, SlotId, TouchPolicy};
 use crate::piv::object;
 
-/// Algorithm of the emulated root key (discarded after init, as Yubico's
-/// root never sits on a device).
+/// Algorithm of the emulated CA keys (discarded after init, as Yubico's
+/// CA keys never sit on a device).
 const ROOT_ALGORITHM: Algorithm = Algorithm::EccP384;
 /// Algorithm of the f9 device attestation key.
 const DEVICE_ALGORITHM: Algorithm = Algorithm::EccP256;
+/// Subject of the f9 device certificate (Yubico's: "Yubico PIV Attestation").
+const DEVICE_SUBJECT: &str = "Emulated Yubico PIV Attestation";
 
 /// What a slot attestation says about the device and the key.
 #[derive(Clone, Copy, Debug)]
@@ -31,24 +50,17 @@ struct AttestationInfo {
     form_factor: u8,
 }
 
-/// Give a factory-fresh card its attestation root and f9 key + certificate.
+/// Give a factory-fresh card its attestation root and f9 key + certificate,
+/// in the hierarchy of its firmware generation.
 pub(crate) fn install_attestation(state: &mut CardState) -> Result<()> {
-    let root_key = SoftKey::generate(ROOT_ALGORITHM)?;
-    let root_cert = issue::root_ca_certificate(
-        &root_key,
-        &format!(
-            "Emulated YubiKey PIV Attestation Root {} (NOT FOR PRODUCTION)",
-            state.serial
-        ),
-    )?;
     let device_key = SoftKey::generate(DEVICE_ALGORITHM)?;
-    let device_cert = issue::device_certificate(
-        &root_key,
-        &root_cert,
-        &device_key.public_key()?,
-        "Emulated Yubico PIV Attestation",
-    )?;
-    drop(root_key);
+    let device_public = device_key.public_key()?;
+    let (device_cert, root_cert) =
+        if firmware::supports(state.firmware, Feature::AttestationPki2024) {
+            hierarchy_2024(state.serial, &device_public)?
+        } else {
+            hierarchy_piv_root_ca(state.serial, &device_public)?
+        };
     let f9 = SlotKey::new(
         device_key,
         PinPolicy::Never,
@@ -63,6 +75,55 @@ pub(crate) fn install_attestation(state: &mut CardState) -> Result<()> {
     );
     state.attestation_root = Some(root_cert);
     Ok(())
+}
+
+/// Before 5.7.4: f9 ← root. Returns (f9 certificate, root certificate).
+fn hierarchy_piv_root_ca(
+    serial: u32,
+    device: &crate::model::PublicKey,
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let root_key = SoftKey::generate(ROOT_ALGORITHM)?;
+    let root_name = format!("Emulated PIV Root CA Serial {serial} (NOT FOR PRODUCTION)");
+    let validity = issue::validity()?;
+    let root_cert = issue::root_ca_certificate(&root_key, &root_name, validity, &[])?;
+    let device_cert =
+        issue::ca_certificate(&root_key, &root_name, validity, device, DEVICE_SUBJECT)?;
+    Ok((device_cert, root_cert))
+}
+
+/// 5.7.4 and later: f9 ← PIV Attestation A 1 ← Attestation Intermediate A 1
+/// ← Attestation Root 1, the root carrying the two intermediates.
+fn hierarchy_2024(serial: u32, device: &crate::model::PublicKey) -> Result<(Vec<u8>, Vec<u8>)> {
+    let root_key = SoftKey::generate(ROOT_ALGORITHM)?;
+    let intermediate_key = SoftKey::generate(ROOT_ALGORITHM)?;
+    let piv_key = SoftKey::generate(ROOT_ALGORITHM)?;
+    let root_name = format!("Emulated Attestation Root 1 (token {serial}, NOT FOR PRODUCTION)");
+    let intermediate_name =
+        format!("Emulated Attestation Intermediate A 1 (token {serial}, NOT FOR PRODUCTION)");
+    let piv_name = format!("Emulated PIV Attestation A 1 (token {serial}, NOT FOR PRODUCTION)");
+    let validity = issue::validity()?;
+    let intermediate_cert = issue::ca_certificate(
+        &root_key,
+        &root_name,
+        validity,
+        &intermediate_key.public_key()?,
+        &intermediate_name,
+    )?;
+    let piv_cert = issue::ca_certificate(
+        &intermediate_key,
+        &intermediate_name,
+        validity,
+        &piv_key.public_key()?,
+        &piv_name,
+    )?;
+    let device_cert = issue::ca_certificate(&piv_key, &piv_name, validity, device, DEVICE_SUBJECT)?;
+    let root_cert = issue::root_ca_certificate(
+        &root_key,
+        &root_name,
+        validity,
+        &[piv_cert, intermediate_cert],
+    )?;
+    Ok((device_cert, root_cert))
 }
 
 /// Issue the attestation certificate for the (generated) key in `slot`.
@@ -114,13 +175,14 @@ mod issue {
     use super::{AttestationInfo, VALIDITY};
     use crate::certificate::{FixedNames, cert_error, common_name, random_serial};
     use crate::emulator::soft_key::SoftKey;
-    use crate::error::Result;
+    use crate::error::{Error, Result};
     use crate::model::{PublicKey, SlotId};
 
+    use crate::attestation::anchors::OID_EMULATED_INTERMEDIATES;
     use crate::attestation::extensions::{OID_FIRMWARE, OID_FORM_FACTOR, OID_POLICY, OID_SERIAL};
 
     /// From a day ago (tolerates clock skew between machines) for VALIDITY.
-    fn validity() -> Result<Validity> {
+    pub(super) fn validity() -> Result<Validity> {
         let now = std::time::SystemTime::now();
         let day = std::time::Duration::from_secs(24 * 3600);
         let not_before = x509_cert::time::Time::try_from(now - day).map_err(cert_error)?;
@@ -141,48 +203,79 @@ mod issue {
     }
 
     fn sign(builder: CertificateBuilder<FixedNames>, issuer: &SoftKey) -> Result<Vec<u8>> {
+        #[allow(unreachable_patterns)] // (while SoftKey has only EC keys)
         let cert = match issuer {
             SoftKey::P256(k) => builder.build::<_, p256::ecdsa::DerSignature>(k),
             SoftKey::P384(k) => builder.build::<_, p384::ecdsa::DerSignature>(k),
+            other => {
+                return Err(Error::NotSupported {
+                    what: format!(
+                        "issuing attestation certificates with a {} f9 key (the emulator signs with P-256 or P-384)",
+                        other.algorithm()
+                    ),
+                });
+            }
         }
         .map_err(cert_error)?;
         cert.to_der().map_err(cert_error)
     }
 
-    /// A self-signed CA certificate.
-    pub(super) fn root_ca_certificate(key: &SoftKey, subject_cn: &str) -> Result<Vec<u8>> {
+    /// A self-signed CA certificate; `intermediates` (DER) are carried in
+    /// the emulator's private extension when not empty.
+    pub(super) fn root_ca_certificate(
+        key: &SoftKey,
+        subject_cn: &str,
+        validity: Validity,
+        intermediates: &[Vec<u8>],
+    ) -> Result<Vec<u8>> {
         let subject = common_name(subject_cn)?;
-        let builder = CertificateBuilder::new(
+        let mut builder = CertificateBuilder::new(
             FixedNames {
                 issuer: subject.clone(),
                 subject,
                 basic_constraints: Some(true),
             },
             random_serial()?,
-            validity()?,
+            validity,
             spki(&key.public_key()?)?,
         )
         .map_err(cert_error)?;
+        if !intermediates.is_empty() {
+            let certs = intermediates
+                .iter()
+                .map(|der| x509_cert::Certificate::from_der(der))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(cert_error)?;
+            let value = certs.to_der().map_err(cert_error)?;
+            builder
+                .add_extension(Extension {
+                    extn_id: OID_EMULATED_INTERMEDIATES,
+                    critical: false,
+                    extn_value: OctetString::new(value).map_err(cert_error)?,
+                })
+                .map_err(cert_error)?;
+        }
         sign(builder, key)
     }
 
-    /// The f9 device certificate, a CA signed by the root.
-    pub(super) fn device_certificate(
+    /// A CA certificate for `subject` (the f9 device certificate, or an
+    /// intermediate), signed by `issuer` named `issuer_cn`.
+    pub(super) fn ca_certificate(
         issuer: &SoftKey,
-        issuer_cert_der: &[u8],
-        device: &PublicKey,
+        issuer_cn: &str,
+        validity: Validity,
+        subject: &PublicKey,
         subject_cn: &str,
     ) -> Result<Vec<u8>> {
-        let (issuer_name, validity) = subject_of(issuer_cert_der)?;
         let builder = CertificateBuilder::new(
             FixedNames {
-                issuer: issuer_name,
+                issuer: common_name(issuer_cn)?,
                 subject: common_name(subject_cn)?,
                 basic_constraints: Some(true),
             },
             random_serial()?,
             validity,
-            spki(device)?,
+            spki(subject)?,
         )
         .map_err(cert_error)?;
         sign(builder, issuer)

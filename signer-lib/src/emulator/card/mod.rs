@@ -21,6 +21,9 @@
 //! it would in a card's EEPROM. [`crate::emulator::EmulatedToken`] does so.
 
 mod attest;
+// E2 (firmware generations, MOVE/DELETE KEY): see firmware.rs, move_key.rs.
+pub mod firmware;
+mod move_key;
 pub mod state;
 
 use std::sync::Arc;
@@ -219,6 +222,7 @@ impl Card {
     /// own emulated attestation root, and an f9 attestation key with a device
     /// certificate signed by that root.
     pub fn manufacture(settings: &FactorySettings) -> Result<CardState> {
+        firmware::check_factory(settings.firmware, settings.management_key_algorithm)?; // E2
         let mut state = CardState::factory(settings);
         attest::install_attestation(&mut state)?;
         Ok(state)
@@ -717,6 +721,7 @@ impl Card {
     pub fn set_management_key(&mut self, key: &ManagementKey, require_touch: bool) -> Result<()> {
         self.enter(Cmd::Other);
         self.require_management_key()?;
+        firmware::require_management_key_algorithm(self.state.firmware, key.algorithm())?; // E2
         self.state.management_key = state::StoredManagementKey {
             algorithm: key.algorithm(),
             key: state::SecretBytes::new(key.as_bytes()),
@@ -759,6 +764,7 @@ impl Card {
         self.require_management_key()?;
         Self::check_key_slot(slot, "generate a key")?;
         Self::check_implemented(algorithm)?;
+        firmware::require_algorithm(self.state.firmware, algorithm)?; // E2
         let key = SoftKey::generate(algorithm)?;
         self.install_key(slot, key, pin_policy, touch_policy, KeyOrigin::Generated)
     }
@@ -777,6 +783,7 @@ impl Card {
         self.enter(Cmd::Other);
         self.require_management_key()?;
         Self::check_implemented(algorithm)?;
+        firmware::require_algorithm(self.state.firmware, algorithm)?; // E2
         let key = SoftKey::from_scalar(algorithm, scalar).map_err(|_| Error::BadCommandData {
             reason: format!("not a valid {algorithm} private key"),
         })?;
