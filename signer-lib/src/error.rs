@@ -128,11 +128,73 @@ pub enum Error {
         operation: &'static str,
     },
 
-    /// Algorithm unknown or not implemented by this backend.
-    #[error("unsupported algorithm {algorithm}: this signer implements p256 and p384")]
+    /// Algorithm unknown or not implemented by this backend (or by this
+    /// token's firmware).
+    #[error(
+        "unsupported algorithm {algorithm}: use p256, p384, rsa1024, rsa2048, rsa3072, rsa4096, ed25519 or x25519 (what a token offers depends on its firmware)"
+    )]
     UnsupportedAlgorithm {
         /// The algorithm as named or as its id byte.
         algorithm: String,
+    },
+
+    /// A signature scheme name not recognised.
+    #[error("unsupported signature scheme {scheme}: use ecdsa, rsa-pkcs1v15, rsa-pss or ed25519")]
+    UnsupportedScheme {
+        /// The scheme as named.
+        scheme: String,
+    },
+
+    /// The key cannot sign at all: an X25519 key only agrees keys (ECDH).
+    /// Likely cause: the wrong slot, or a key generated for encryption.
+    #[error("the key in slot {slot} is {algorithm}, a key-agreement key: it cannot sign")]
+    KeyCannotSign {
+        /// The slot.
+        slot: SlotId,
+        /// The key's algorithm.
+        algorithm: crate::model::Algorithm,
+    },
+
+    /// The signature scheme does not fit the key (e.g. RSA-PSS asked of a
+    /// P-256 key, ECDSA of an RSA key). Likely cause: the wrong slot or a
+    /// client configured for another key type.
+    #[error(
+        "a {algorithm} key cannot sign with {scheme}: use ecdsa for p256/p384, rsa-pkcs1v15 or rsa-pss for RSA, ed25519 for ed25519"
+    )]
+    SchemeMismatch {
+        /// The scheme asked for.
+        scheme: crate::model::SignatureScheme,
+        /// The key's algorithm.
+        algorithm: crate::model::Algorithm,
+    },
+
+    /// The scheme signs the message itself (Ed25519) but a digest was
+    /// given. The card cannot sign a digest for it: pass the message.
+    #[error("{scheme} signs the message itself, not a digest: pass the message")]
+    MessageExpected {
+        /// The scheme.
+        scheme: crate::model::SignatureScheme,
+    },
+
+    /// The scheme signs a digest (ECDSA, RSA) but a message was given: hash
+    /// it (SHA-256/384/512) and pass the digest with its hash.
+    #[error("{scheme} signs a digest: hash the message and pass the digest with its hash")]
+    DigestExpected {
+        /// The scheme.
+        scheme: crate::model::SignatureScheme,
+    },
+
+    /// The padded digest does not fit the RSA modulus (e.g. PSS with
+    /// SHA-512 on RSA-1024 needs 130 bytes, the modulus has 128). Use a
+    /// shorter hash or a larger key.
+    #[error("{scheme} with {hash} does not fit a {algorithm} key: use a shorter hash")]
+    HashTooLongForKey {
+        /// The scheme.
+        scheme: crate::model::SignatureScheme,
+        /// The hash.
+        hash: HashAlgorithm,
+        /// The key's algorithm.
+        algorithm: crate::model::Algorithm,
     },
 
     /// Hash name not recognised.

@@ -600,6 +600,211 @@ impl FromStr for HashAlgorithm {
     }
 }
 
+/// How a token key signs: the signature scheme of a [`crate::SignRequest`].
+///
+/// | scheme         | key types               | input                         | signature returned                 |
+/// |----------------|-------------------------|-------------------------------|------------------------------------|
+/// | `Ecdsa`        | P-256, P-384            | [`SignInput::Digest`]         | DER `ECDSA-Sig-Value`              |
+/// | `RsaPkcs1v15`  | RSA 1024/2048/3072/4096 | [`SignInput::Digest`]         | modulus-length bytes (RFC 8017 I2OSP) |
+/// | `RsaPss`       | RSA 1024/2048/3072/4096 | [`SignInput::Digest`]         | modulus-length bytes               |
+/// | `Ed25519`      | Ed25519                 | [`SignInput::Message`]        | 64 bytes `R ‖ S` (RFC 8032)        |
+///
+/// RSA padding is done by the host, as on the device: the card only performs
+/// the raw RSA operation over the modulus-length block (EMSA-PKCS1-v1_5 with
+/// the hash's DigestInfo, or EMSA-PSS with MGF1 over the same hash and a salt
+/// as long as the hash, see [`crate::piv::sign_input`]). Ed25519 is
+/// PureEdDSA: the card signs the message itself; there is no pre-hash rule
+/// (Ed25519ph is not offered by the YubiKey), so the message must fit one
+/// command ([`ED25519_MAX_MESSAGE`]). X25519 keys cannot sign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureScheme {
+    /// ECDSA over a digest (P-256, P-384).
+    Ecdsa,
+    /// RSASSA-PKCS1-v1_5 over a SHA-256/384/512 digest.
+    RsaPkcs1v15,
+    /// RSASSA-PSS over a SHA-256/384/512 digest: MGF1 with the same hash,
+    /// salt length = hash length (what TUF's `rsassa-pss-sha256` means).
+    RsaPss,
+    /// Ed25519 (PureEdDSA) over the message itself.
+    Ed25519,
+}
+
+/// The longest message an Ed25519 key signs: the message travels in one
+/// GENERAL AUTHENTICATE (YubiKey 5.7 takes command APDUs up to 3062 bytes;
+/// this leaves room for the header and the 7C/82/81 template). Longer
+/// messages are refused with [`Error::TooLarge`] before any card traffic.
+pub const ED25519_MAX_MESSAGE: usize = 3000;
+
+impl SignatureScheme {
+    /// Every scheme.
+    pub const ALL: [SignatureScheme; 4] = [
+        SignatureScheme::Ecdsa,
+        SignatureScheme::RsaPkcs1v15,
+        SignatureScheme::RsaPss,
+        SignatureScheme::Ed25519,
+    ];
+
+    /// The scheme a key of `algorithm` signs with when the caller does not
+    /// name one: ECDSA for P-256/P-384, Ed25519 for Ed25519. `None` for RSA
+    /// (the caller must choose PKCS#1 v1.5 or PSS) and X25519 (cannot sign).
+    pub fn implied_by(algorithm: Algorithm) -> Option<SignatureScheme> {
+        match algorithm {
+            Algorithm::EccP256 | Algorithm::EccP384 => Some(SignatureScheme::Ecdsa),
+            Algorithm::Ed25519 => Some(SignatureScheme::Ed25519),
+            _ => None,
+        }
+    }
+
+    /// Whether a key of `algorithm` can sign with this scheme.
+    pub fn fits(self, algorithm: Algorithm) -> bool {
+        match self {
+            SignatureScheme::Ecdsa => algorithm.ecdsa_field_len().is_some(),
+            SignatureScheme::RsaPkcs1v15 | SignatureScheme::RsaPss => algorithm.is_rsa(),
+            SignatureScheme::Ed25519 => algorithm == Algorithm::Ed25519,
+        }
+    }
+
+    /// Whether the scheme signs the message itself (Ed25519) rather than a
+    /// digest the caller made.
+    pub fn signs_message(self) -> bool {
+        self == SignatureScheme::Ed25519
+    }
+
+    /// Check that a key of `algorithm` (in `slot`) can sign `input` with
+    /// this scheme: the key can sign at all ([`Error::KeyCannotSign`]), the
+    /// scheme fits the key ([`Error::SchemeMismatch`]), the input is a digest
+    /// or a message as the scheme needs ([`Error::DigestExpected`],
+    /// [`Error::MessageExpected`]), a digest's length matches its hash
+    /// ([`Error::BadDigestLength`]), a message fits ([`Error::TooLarge`]), and
+    /// for RSA the padded digest fits the modulus ([`Error::HashTooLongForKey`]).
+    /// Every backend runs it before any card traffic.
+    pub fn check(self, slot: SlotId, algorithm: Algorithm, input: &SignInput<'_>) -> Result<()> {
+        if !algorithm.can_sign() {
+            return Err(Error::KeyCannotSign { slot, algorithm });
+        }
+        if !self.fits(algorithm) {
+            return Err(Error::SchemeMismatch {
+                scheme: self,
+                algorithm,
+            });
+        }
+        match (self.signs_message(), input) {
+            (true, SignInput::Digest { .. }) => Err(Error::MessageExpected { scheme: self }),
+            (false, SignInput::Message(_)) => Err(Error::DigestExpected { scheme: self }),
+            (true, SignInput::Message(m)) => {
+                if m.len() > ED25519_MAX_MESSAGE {
+                    Err(Error::TooLarge {
+                        what: "Ed25519 message",
+                        size: m.len(),
+                        limit: ED25519_MAX_MESSAGE,
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+            (false, SignInput::Digest { hash, digest }) => {
+                if digest.len() != hash.digest_len() {
+                    return Err(Error::BadDigestLength {
+                        hash: *hash,
+                        expected: hash.digest_len(),
+                        actual: digest.len(),
+                    });
+                }
+                if let Some(bits) = algorithm.rsa_bits() {
+                    let k = bits / 8;
+                    let needed = match self {
+                        // DigestInfo (19-byte prefix for SHA-2) + 11.
+                        SignatureScheme::RsaPkcs1v15 => hash.digest_len() + 19 + 11,
+                        // emLen >= hLen + sLen + 2, sLen = hLen.
+                        _ => 2 * hash.digest_len() + 2,
+                    };
+                    if needed > k {
+                        return Err(Error::HashTooLongForKey {
+                            scheme: self,
+                            hash: *hash,
+                            algorithm,
+                        });
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Textual name (`ecdsa`, `rsa-pkcs1v15`, `rsa-pss`, `ed25519`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SignatureScheme::Ecdsa => "ecdsa",
+            SignatureScheme::RsaPkcs1v15 => "rsa-pkcs1v15",
+            SignatureScheme::RsaPss => "rsa-pss",
+            SignatureScheme::Ed25519 => "ed25519",
+        }
+    }
+}
+
+impl fmt::Display for SignatureScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for SignatureScheme {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<SignatureScheme> {
+        Ok(
+            match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+                "ecdsa" => SignatureScheme::Ecdsa,
+                "rsa-pkcs1v15" | "pkcs1v15" | "pkcs1" | "rsa-pkcs1" | "rsassa-pkcs1-v1-5" => {
+                    SignatureScheme::RsaPkcs1v15
+                }
+                "rsa-pss" | "pss" | "rsassa-pss" => SignatureScheme::RsaPss,
+                "ed25519" | "eddsa" => SignatureScheme::Ed25519,
+                _ => {
+                    return Err(Error::UnsupportedScheme {
+                        scheme: s.to_string(),
+                    });
+                }
+            },
+        )
+    }
+}
+
+/// What a [`crate::SignRequest`] signs: a digest the caller computed, or
+/// the message itself. ECDSA and RSA sign a digest; Ed25519 signs the
+/// message (see [`SignatureScheme`]). A token never hashes for the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignInput<'a> {
+    /// A digest of the message made with `hash`; its length must be the
+    /// hash's output length.
+    Digest {
+        /// The hash that produced `digest`.
+        hash: HashAlgorithm,
+        /// The digest.
+        digest: &'a [u8],
+    },
+    /// The message itself (Ed25519), at most [`ED25519_MAX_MESSAGE`] bytes.
+    Message(&'a [u8]),
+}
+
+impl SignInput<'_> {
+    /// The hash, for a digest.
+    pub fn hash(&self) -> Option<HashAlgorithm> {
+        match self {
+            SignInput::Digest { hash, .. } => Some(*hash),
+            SignInput::Message(_) => None,
+        }
+    }
+
+    /// The bytes: the digest or the message.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            SignInput::Digest { digest, .. } => digest,
+            SignInput::Message(m) => m,
+        }
+    }
+}
+
 /// Check a prehashed digest against its declared hash and the key's curve, and
 /// return the exact input the card's GENERAL AUTHENTICATE expects: the digest
 /// converted to a field-length integer as ECDSA prescribes (leftmost bits when
@@ -688,6 +893,290 @@ impl PublicKey {
             .map_err(|e| Error::Protocol {
                 reason: format!("cannot PEM-encode public key: {e}"),
             })
+    }
+}
+
+/// Object identifiers of the SubjectPublicKeyInfo algorithms a PIV key has.
+mod spki_oid {
+    use const_oid::ObjectIdentifier;
+    pub const RSA_ENCRYPTION: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    pub const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    pub const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+    pub const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+    pub const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+    pub const X25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.110");
+}
+
+fn bad_key(algorithm: &str, e: impl fmt::Display) -> Error {
+    Error::Crypto {
+        reason: format!("unusable {algorithm} public key: {e}"),
+    }
+}
+
+impl PublicKey {
+    /// A public key from a DER SubjectPublicKeyInfo, its algorithm read from
+    /// it: P-256/P-384 (id-ecPublicKey with the named curve), RSA with a
+    /// 1024/2048/3072/4096-bit modulus, Ed25519, X25519. Anything else is
+    /// [`Error::UnsupportedAlgorithm`]; a malformed key is [`Error::Crypto`].
+    /// The key is decoded in full (point on the curve, RSA modulus odd).
+    pub fn from_spki_der(der: &[u8]) -> Result<PublicKey> {
+        use der::Decode;
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(der)
+            .map_err(|e| bad_key("SubjectPublicKeyInfo", e))?;
+        let oid = spki.algorithm.oid;
+        let algorithm = if oid == spki_oid::EC_PUBLIC_KEY {
+            let curve: const_oid::ObjectIdentifier = spki
+                .algorithm
+                .parameters
+                .ok_or_else(|| bad_key("EC", "no named curve"))?
+                .decode_as()
+                .map_err(|e| bad_key("EC", e))?;
+            match curve {
+                c if c == spki_oid::SECP256R1 => Algorithm::EccP256,
+                c if c == spki_oid::SECP384R1 => Algorithm::EccP384,
+                c => {
+                    return Err(Error::UnsupportedAlgorithm {
+                        algorithm: format!("EC curve {c}"),
+                    });
+                }
+            }
+        } else if oid == spki_oid::RSA_ENCRYPTION {
+            use rsa::traits::PublicKeyParts;
+            use spki::DecodePublicKey;
+            let key = rsa::RsaPublicKey::from_public_key_der(der).map_err(|e| bad_key("RSA", e))?;
+            match key.n().bits_vartime() {
+                1024 => Algorithm::Rsa1024,
+                2048 => Algorithm::Rsa2048,
+                3072 => Algorithm::Rsa3072,
+                4096 => Algorithm::Rsa4096,
+                bits => {
+                    return Err(Error::UnsupportedAlgorithm {
+                        algorithm: format!("RSA with a {bits}-bit modulus"),
+                    });
+                }
+            }
+        } else if oid == spki_oid::ED25519 {
+            Algorithm::Ed25519
+        } else if oid == spki_oid::X25519 {
+            Algorithm::X25519
+        } else {
+            return Err(Error::UnsupportedAlgorithm {
+                algorithm: format!("public key algorithm {oid}"),
+            });
+        };
+        let key = PublicKey {
+            algorithm,
+            spki_der: der.to_vec(),
+        };
+        key.check_decodes()?;
+        Ok(key)
+    }
+
+    /// Decode the key in full (an error says why it is unusable).
+    fn check_decodes(&self) -> Result<()> {
+        use spki::DecodePublicKey;
+        match self.algorithm {
+            Algorithm::EccP256 => p256::PublicKey::from_public_key_der(&self.spki_der)
+                .map(drop)
+                .map_err(|e| bad_key("P-256", e)),
+            Algorithm::EccP384 => p384::PublicKey::from_public_key_der(&self.spki_der)
+                .map(drop)
+                .map_err(|e| bad_key("P-384", e)),
+            a if a.is_rsa() => self.rsa_key().map(drop),
+            Algorithm::Ed25519 => self.ed25519_key().map(drop),
+            _ => self.x25519_bytes().map(drop),
+        }
+    }
+
+    /// An RSA public key from its modulus and public exponent (big-endian,
+    /// as the PIV public key template's tags 81 and 82 carry them). The
+    /// modulus must be 1024, 2048, 3072 or 4096 bits.
+    pub fn from_rsa_components(modulus: &[u8], exponent: &[u8]) -> Result<PublicKey> {
+        use spki::EncodePublicKey;
+        let n = rsa::BoxedUint::from_be_slice_vartime(modulus);
+        let e = rsa::BoxedUint::from_be_slice_vartime(exponent);
+        let key = rsa::RsaPublicKey::new(n, e).map_err(|e| bad_key("RSA", e))?;
+        let der = key.to_public_key_der().map_err(|e| bad_key("RSA", e))?;
+        let public = PublicKey::from_spki_der(der.as_bytes())?;
+        Ok(public)
+    }
+
+    /// An Ed25519 public key from its 32 bytes (RFC 8032 encoding; PIV tag 86).
+    pub fn from_ed25519_bytes(bytes: &[u8]) -> Result<PublicKey> {
+        use spki::EncodePublicKey;
+        let raw: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| bad_key("Ed25519", format!("{} bytes, not 32", bytes.len())))?;
+        let vk =
+            ed25519_dalek::VerifyingKey::from_bytes(&raw).map_err(|e| bad_key("Ed25519", e))?;
+        let der = vk.to_public_key_der().map_err(|e| bad_key("Ed25519", e))?;
+        Ok(PublicKey {
+            algorithm: Algorithm::Ed25519,
+            spki_der: der.as_bytes().to_vec(),
+        })
+    }
+
+    /// An X25519 public key from its 32 bytes (RFC 7748 u-coordinate; PIV tag 86).
+    pub fn from_x25519_bytes(bytes: &[u8]) -> Result<PublicKey> {
+        use der::Encode;
+        if bytes.len() != 32 {
+            return Err(bad_key("X25519", format!("{} bytes, not 32", bytes.len())));
+        }
+        let spki = spki::SubjectPublicKeyInfoRef {
+            algorithm: spki::AlgorithmIdentifierRef {
+                oid: spki_oid::X25519,
+                parameters: None,
+            },
+            subject_public_key: der::asn1::BitStringRef::from_bytes(bytes)
+                .map_err(|e| bad_key("X25519", e))?,
+        };
+        Ok(PublicKey {
+            algorithm: Algorithm::X25519,
+            spki_der: spki.to_der().map_err(|e| bad_key("X25519", e))?,
+        })
+    }
+
+    /// The RSA key (RSA algorithms only).
+    pub fn rsa_key(&self) -> Result<rsa::RsaPublicKey> {
+        use rsa::traits::PublicKeyParts;
+        use spki::DecodePublicKey;
+        let bits = self
+            .algorithm
+            .rsa_bits()
+            .ok_or(Error::UnsupportedAlgorithm {
+                algorithm: self.algorithm.to_string(),
+            })?;
+        let key = rsa::RsaPublicKey::from_public_key_der(&self.spki_der)
+            .map_err(|e| bad_key("RSA", e))?;
+        if key.n().bits_vartime() as usize != bits {
+            return Err(bad_key(
+                self.algorithm.name(),
+                format!("the modulus has {} bits", key.n().bits_vartime()),
+            ));
+        }
+        Ok(key)
+    }
+
+    /// The Ed25519 verifying key (Ed25519 only).
+    pub fn ed25519_key(&self) -> Result<ed25519_dalek::VerifyingKey> {
+        use spki::DecodePublicKey;
+        if self.algorithm != Algorithm::Ed25519 {
+            return Err(Error::UnsupportedAlgorithm {
+                algorithm: self.algorithm.to_string(),
+            });
+        }
+        ed25519_dalek::VerifyingKey::from_public_key_der(&self.spki_der)
+            .map_err(|e| bad_key("Ed25519", e))
+    }
+
+    /// The raw 32 public key bytes of an Ed25519 or X25519 key (what TUF's
+    /// `ed25519` keys and the PIV tag 86 carry).
+    pub fn curve25519_bytes(&self) -> Result<[u8; 32]> {
+        match self.algorithm {
+            Algorithm::Ed25519 => Ok(self.ed25519_key()?.to_bytes()),
+            Algorithm::X25519 => self.x25519_bytes(),
+            other => Err(Error::UnsupportedAlgorithm {
+                algorithm: other.to_string(),
+            }),
+        }
+    }
+
+    fn x25519_bytes(&self) -> Result<[u8; 32]> {
+        use der::Decode;
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(&self.spki_der)
+            .map_err(|e| bad_key("X25519", e))?;
+        if spki.algorithm.oid != spki_oid::X25519 || spki.algorithm.parameters.is_some() {
+            return Err(bad_key("X25519", "not an X25519 SubjectPublicKeyInfo"));
+        }
+        spki.subject_public_key
+            .as_bytes()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| bad_key("X25519", "the key is not 32 bytes"))
+    }
+
+    /// Verify a signature made with `scheme` over `input` (a digest or the
+    /// message, see [`SignatureScheme`]) with this key, independently of the
+    /// token: ECDSA with p256/p384 (DER signature), RSA with the `rsa` crate's
+    /// PKCS#1 v1.5 and PSS verifiers (salt length = hash length, MGF1 with
+    /// the same hash), Ed25519 with `ed25519-dalek`'s strict verification.
+    /// The scheme and input are checked first ([`SignatureScheme::check`]);
+    /// a signature that does not verify is [`Error::Crypto`].
+    pub fn verify(
+        &self,
+        scheme: SignatureScheme,
+        input: &SignInput<'_>,
+        signature: &[u8],
+    ) -> Result<()> {
+        scheme.check(SlotId::Signature, self.algorithm, input)?;
+        let fails = || Error::Crypto {
+            reason: "signature does not verify".into(),
+        };
+        match (scheme, input) {
+            (SignatureScheme::Ecdsa, SignInput::Digest { hash, digest }) => {
+                let card_input = ecdsa_card_input(self.algorithm, *hash, digest)?;
+                self.verify_prehash(&card_input, signature).map(drop)
+            }
+            (
+                SignatureScheme::RsaPkcs1v15 | SignatureScheme::RsaPss,
+                SignInput::Digest { hash, digest },
+            ) => {
+                let key = self.rsa_key()?;
+                let k = self.algorithm.rsa_bits().unwrap_or(0) / 8;
+                if signature.len() != k {
+                    return Err(Error::Crypto {
+                        reason: format!(
+                            "an {} signature is {k} bytes, got {}",
+                            self.algorithm,
+                            signature.len()
+                        ),
+                    });
+                }
+                let result = match (scheme, hash) {
+                    (SignatureScheme::RsaPss, HashAlgorithm::Sha256) => key.verify(
+                        rsa::Pss::<sha2::Sha256>::new_with_salt(32),
+                        digest,
+                        signature,
+                    ),
+                    (SignatureScheme::RsaPss, HashAlgorithm::Sha384) => key.verify(
+                        rsa::Pss::<sha2::Sha384>::new_with_salt(48),
+                        digest,
+                        signature,
+                    ),
+                    (SignatureScheme::RsaPss, HashAlgorithm::Sha512) => key.verify(
+                        rsa::Pss::<sha2::Sha512>::new_with_salt(64),
+                        digest,
+                        signature,
+                    ),
+                    (_, HashAlgorithm::Sha256) => {
+                        key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), digest, signature)
+                    }
+                    (_, HashAlgorithm::Sha384) => {
+                        key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha384>(), digest, signature)
+                    }
+                    (_, HashAlgorithm::Sha512) => {
+                        key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha512>(), digest, signature)
+                    }
+                };
+                result.map_err(|_| fails())
+            }
+            (SignatureScheme::Ed25519, SignInput::Message(message)) => {
+                let key = self.ed25519_key()?;
+                let sig =
+                    ed25519_dalek::Signature::from_slice(signature).map_err(|_| Error::Crypto {
+                        reason: format!(
+                            "an Ed25519 signature is 64 bytes, got {}",
+                            signature.len()
+                        ),
+                    })?;
+                key.verify_strict(message, &sig).map_err(|_| fails())
+            }
+            // `check` refused every other combination.
+            _ => Err(Error::SchemeMismatch {
+                scheme,
+                algorithm: self.algorithm,
+            }),
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::model::{HashAlgorithm, KeyInfo, PinPolicy, SlotId};
+use crate::model::{HashAlgorithm, KeyInfo, PinPolicy, SignInput, SignatureScheme, SlotId};
 use crate::secret::Pin;
 use crate::token::{SignRequest, Token, TokenEvent};
 
@@ -252,8 +252,8 @@ impl<T: Token> SigningSession<T> {
         outcome
     }
 
-    /// Sign a prehashed digest with the key in `slot`, verifying the PIN only
-    /// when the key's policy requires it, and never retrying a rejected PIN.
+    /// ECDSA over a prehashed digest with the key in `slot`: see
+    /// [`SigningSession::sign_with`].
     pub fn sign(
         &mut self,
         slot: SlotId,
@@ -261,30 +261,43 @@ impl<T: Token> SigningSession<T> {
         digest: &[u8],
         events: &mut dyn FnMut(TokenEvent),
     ) -> Result<Vec<u8>> {
+        self.sign_with(
+            slot,
+            SignatureScheme::Ecdsa,
+            SignInput::Digest { hash, digest },
+            events,
+        )
+    }
+
+    /// Sign `input` with `scheme` using the key in `slot` (see
+    /// [`crate::SignRequest`] for what each scheme signs and returns),
+    /// verifying the PIN only when the key's policy requires it, and never
+    /// retrying a rejected PIN. The request is checked against the key
+    /// ([`SignatureScheme::check`]) before any PIN or card traffic. The
+    /// signature is returned as the token made it, not verified here:
+    /// callers release it only after [`crate::PublicKey::verify`] (the
+    /// daemon does; [`crate::signer::TokenSigner`] does).
+    pub fn sign_with(
+        &mut self,
+        slot: SlotId,
+        scheme: SignatureScheme,
+        input: SignInput<'_>,
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<Vec<u8>> {
         let key = self.key(slot)?;
-        // Reject a malformed digest before any PIN or card traffic.
-        crate::model::ecdsa_card_input(key.algorithm(), hash, digest)?;
+        // Reject a malformed request before any PIN or card traffic.
+        scheme.check(slot, key.algorithm(), &input)?;
+        let request = SignRequest {
+            slot,
+            scheme,
+            input,
+            pin: None,
+        };
         match key.pin_policy.resolve(slot) {
-            PinPolicy::Never => self.token.sign(
-                &SignRequest {
-                    slot,
-                    hash,
-                    digest,
-                    pin: None,
-                },
-                events,
-            ),
+            PinPolicy::Never => self.token.sign(&request, events),
             PinPolicy::Always => {
                 let pin = self.pins.next_pin(Some(slot))?;
-                let result = self.token.sign(
-                    &SignRequest {
-                        slot,
-                        hash,
-                        digest,
-                        pin: Some(&pin),
-                    },
-                    events,
-                );
+                let result = self.token.sign(&request.with_pin(Some(&pin)), events);
                 match &result {
                     Err(e @ (Error::WrongPin { .. } | Error::PinBlocked)) => {
                         let outcome = Err(clone_pin_error(e));
@@ -299,26 +312,18 @@ impl<T: Token> SigningSession<T> {
                 }
                 result
             }
-            PinPolicy::Once | PinPolicy::Default => {
-                let request = SignRequest {
-                    slot,
-                    hash,
-                    digest,
-                    pin: None,
-                };
-                match self.token.sign(&request, events) {
-                    Err(Error::PinRequired { .. }) => {
-                        // Verification lost (first use, card reset, another
-                        // applet selected): verify once, then sign once more.
-                        let pin = self.pins.next_pin(Some(slot))?;
-                        let outcome = self.token.verify_pin(&pin);
-                        self.pins.record(&pin, &outcome);
-                        outcome?;
-                        self.token.sign(&request, events)
-                    }
-                    other => other,
+            PinPolicy::Once | PinPolicy::Default => match self.token.sign(&request, events) {
+                Err(Error::PinRequired { .. }) => {
+                    // Verification lost (first use, card reset, another
+                    // applet selected): verify once, then sign once more.
+                    let pin = self.pins.next_pin(Some(slot))?;
+                    let outcome = self.token.verify_pin(&pin);
+                    self.pins.record(&pin, &outcome);
+                    outcome?;
+                    self.token.sign(&request, events)
                 }
-            }
+                other => other,
+            },
         }
     }
 }

@@ -33,7 +33,7 @@ use x509_cert::time::Validity;
 
 use crate::certificate::{FixedNames, cert_error, common_name, random_serial};
 use crate::error::{Error, Result};
-use crate::model::{Algorithm, HashAlgorithm, PublicKey, SlotId};
+use crate::model::{Algorithm, HashAlgorithm, PublicKey, SignInput, SignatureScheme, SlotId};
 use crate::secret::Pin;
 use crate::token::{SignRequest, Token, TokenEvent};
 
@@ -102,8 +102,17 @@ impl<T: Token> TokenSigner<T> {
         }
     }
 
-    /// Sign a prehashed digest; returns the DER signature, verified.
+    /// ECDSA over a prehashed digest; returns the DER signature, verified.
     pub fn sign_digest(&self, hash: HashAlgorithm, digest: &[u8]) -> Result<Vec<u8>> {
+        self.sign_with(SignatureScheme::Ecdsa, SignInput::Digest { hash, digest })
+    }
+
+    /// Sign `input` with `scheme` (see [`crate::SignRequest`]); the
+    /// signature is verified with the slot's public key
+    /// ([`PublicKey::verify`]) before it is returned.
+    pub fn sign_with(&self, scheme: SignatureScheme, input: SignInput<'_>) -> Result<Vec<u8>> {
+        // A request the key cannot serve never reaches the token.
+        scheme.check(self.slot, self.public.algorithm, &input)?;
         let mut inner = self.inner.lock().map_err(|_| Error::Protocol {
             reason: "a previous signature panicked while holding the token".into(),
         })?;
@@ -118,8 +127,8 @@ impl<T: Token> TokenSigner<T> {
         let result = token.sign(
             &SignRequest {
                 slot: self.slot,
-                hash,
-                digest,
+                scheme,
+                input,
                 pin: pin.as_ref(),
             },
             &mut |e| {
@@ -129,9 +138,9 @@ impl<T: Token> TokenSigner<T> {
             },
         );
         match result {
-            Ok(der) => {
-                verify(&self.public, digest, &der)?;
-                Ok(der)
+            Ok(signature) => {
+                verify(&self.public, scheme, &input, &signature)?;
+                Ok(signature)
             }
             Err(Error::WrongPin { retries_left }) => {
                 inner.pin = None;
@@ -175,11 +184,15 @@ fn crypto(reason: String) -> Error {
     Error::Crypto { reason }
 }
 
-/// Check a DER signature over `digest` with `public`.
-fn verify(public: &PublicKey, digest: &[u8], der: &[u8]) -> Result<()> {
+/// Check a signature from the token with the slot's public key.
+fn verify(
+    public: &PublicKey,
+    scheme: SignatureScheme,
+    input: &SignInput<'_>,
+    signature: &[u8],
+) -> Result<()> {
     public
-        .verify_prehash(digest, der)
-        .map(drop)
+        .verify(scheme, input, signature)
         .map_err(|e| match e {
             Error::Crypto { reason } => crypto(format!(
                 "the token returned a signature that does not verify with the slot's key: {reason}"

@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::model::{
-    Algorithm, HashAlgorithm, KeyInfo, PinPolicy, PublicKey, SlotId, TokenInfo, TouchPolicy,
+    Algorithm, HashAlgorithm, KeyInfo, PinPolicy, PublicKey, SignInput, SignatureScheme, SlotId,
+    TokenInfo, TouchPolicy,
 };
 use crate::secret::{ManagementKey, Pin, Puk};
 
@@ -42,19 +43,68 @@ pub enum TokenEvent {
     },
 }
 
-/// A signature request.
+/// A signature request: which key, which scheme, over what.
+///
+/// - ECDSA (P-256/P-384), RSA PKCS#1 v1.5 and RSA-PSS sign a **digest** the
+///   caller made ([`SignInput::Digest`]); its length must match its hash.
+///   For RSA the host pads (EMSA-PKCS1-v1_5 / EMSA-PSS, salt = hash length,
+///   MGF1 with the same hash) and the card performs the raw RSA operation.
+/// - Ed25519 signs the **message** itself ([`SignInput::Message`], at most
+///   [`crate::model::ED25519_MAX_MESSAGE`] bytes); there is no pre-hash.
+/// - X25519 keys cannot sign ([`crate::Error::KeyCannotSign`]).
+///
+/// Every backend checks the request ([`SignatureScheme::check`]) before any
+/// card traffic, so a malformed request never costs an APDU or a PIN try.
 #[derive(Clone, Copy, Debug)]
 pub struct SignRequest<'a> {
     /// The key's slot.
     pub slot: SlotId,
-    /// The hash that produced `digest`.
-    pub hash: HashAlgorithm,
-    /// The prehashed message; its length must match `hash`.
-    pub digest: &'a [u8],
+    /// The signature scheme; must fit the key ([`SignatureScheme::fits`]).
+    pub scheme: SignatureScheme,
+    /// What is signed: a digest, or the message for Ed25519.
+    pub input: SignInput<'a>,
     /// When set, the token VERIFYs this PIN immediately before the signature,
     /// with nothing in between (in one PC/SC transaction on hardware). This is
     /// how PIN policy `always` is satisfied.
     pub pin: Option<&'a Pin>,
+}
+
+impl<'a> SignRequest<'a> {
+    /// An ECDSA signature over a digest made with `hash` (no PIN).
+    pub fn ecdsa(slot: SlotId, hash: HashAlgorithm, digest: &'a [u8]) -> SignRequest<'a> {
+        SignRequest::digest(slot, SignatureScheme::Ecdsa, hash, digest)
+    }
+
+    /// A signature with `scheme` over a digest made with `hash` (no PIN).
+    pub fn digest(
+        slot: SlotId,
+        scheme: SignatureScheme,
+        hash: HashAlgorithm,
+        digest: &'a [u8],
+    ) -> SignRequest<'a> {
+        SignRequest {
+            slot,
+            scheme,
+            input: SignInput::Digest { hash, digest },
+            pin: None,
+        }
+    }
+
+    /// An Ed25519 signature over `message` itself (no PIN).
+    pub fn ed25519(slot: SlotId, message: &'a [u8]) -> SignRequest<'a> {
+        SignRequest {
+            slot,
+            scheme: SignatureScheme::Ed25519,
+            input: SignInput::Message(message),
+            pin: None,
+        }
+    }
+
+    /// The same request with `pin` verified immediately before the signature.
+    pub fn with_pin(mut self, pin: Option<&'a Pin>) -> SignRequest<'a> {
+        self.pin = pin;
+        self
+    }
 }
 
 /// An attestation: the certificate the token issues for a slot's key, and the
@@ -110,7 +160,11 @@ pub trait Token: Send {
         Ok(self.key(slot)?.public_key)
     }
 
-    /// Sign a prehashed digest; returns a DER ECDSA signature.
+    /// Sign `request` (see [`SignRequest`] for what each scheme signs) and
+    /// return the signature as the token made it: DER for ECDSA,
+    /// modulus-length bytes for RSA, 64 bytes for Ed25519. Backends do not
+    /// verify it; [`crate::session::SigningSession`] and
+    /// [`crate::signer::TokenSigner`] do before releasing it.
     /// `events` is called before the token blocks (e.g. for a touch).
     fn sign(
         &mut self,
@@ -118,17 +172,9 @@ pub trait Token: Send {
         events: &mut dyn FnMut(TokenEvent),
     ) -> Result<Vec<u8>>;
 
-    /// Sign a prehashed digest without a PIN or event callback.
+    /// ECDSA over a prehashed digest without a PIN or event callback.
     fn sign_digest(&mut self, slot: SlotId, hash: HashAlgorithm, digest: &[u8]) -> Result<Vec<u8>> {
-        self.sign(
-            &SignRequest {
-                slot,
-                hash,
-                digest,
-                pin: None,
-            },
-            &mut |_| {},
-        )
+        self.sign(&SignRequest::ecdsa(slot, hash, digest), &mut |_| {})
     }
 
     /// Attest a key generated on the token.

@@ -216,7 +216,12 @@ impl Token for MemToken {
                 .ok_or(Error::KeyNotFound { slot: request.slot })?;
             (sk.clone(), *p, *t)
         };
-        let input = ecdsa_card_input(Algorithm::EccP256, request.hash, request.digest)?;
+        let signer_lib::SignInput::Digest { hash, digest } = request.input else {
+            return Err(Error::DigestExpected {
+                scheme: request.scheme,
+            });
+        };
+        let input = ecdsa_card_input(Algorithm::EccP256, hash, digest)?;
         if let Some(pin) = request.pin {
             self.verify(pin)?;
         }

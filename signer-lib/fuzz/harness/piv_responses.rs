@@ -383,12 +383,7 @@ fn operate(rig: &Rig, op: u8) {
             // "no panic, no hang" applies here.
             let digest = HashAlgorithm::Sha256.digest(b"raw");
             let _ = token.sign(
-                &signer_lib::SignRequest {
-                    slot: SlotId::Signature,
-                    hash: HashAlgorithm::Sha256,
-                    digest: &digest,
-                    pin: None,
-                },
+                &signer_lib::SignRequest::ecdsa(SlotId::Signature, HashAlgorithm::Sha256, &digest),
                 &mut |_| {},
             );
             let _ = token.info();

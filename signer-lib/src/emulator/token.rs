@@ -13,7 +13,7 @@ use crate::emulator::touch::{ApproveTouch, TouchSource, TouchTiming};
 use crate::error::{Error, Result};
 use crate::model::{
     Algorithm, FirmwareVersion, KeyInfo, PinPolicy, PublicKey, SlotId, TokenInfo, TokenKind,
-    TouchPolicy, ecdsa_card_input,
+    TouchPolicy,
 };
 use crate::secret::{ManagementKey, ManagementKeyAlgorithm, Pin, Puk};
 use crate::token::{Attestation, ImportKey, RetryCounters, SignRequest, Token, TokenEvent};
@@ -272,10 +272,16 @@ impl Token for EmulatedToken {
             });
         }
         // Like a PIV client: look the key up (GET METADATA), check the
-        // digest, then VERIFY (when given a PIN) and sign with nothing in
-        // between.
+        // request and compute what the card signs (the same bytes the PIV
+        // client sends: RSA padded on the host, Ed25519 the message), then
+        // VERIFY (when given a PIN) and sign with nothing in between.
         let algorithm = self.card.key_metadata(request.slot)?.algorithm;
-        let input = ecdsa_card_input(algorithm, request.hash, request.digest)?;
+        let input = crate::piv::sign_input::card_input(
+            request.slot,
+            algorithm,
+            request.scheme,
+            &request.input,
+        )?;
         if let Some(pin) = request.pin {
             self.run(|card| card.verify_pin(pin))?;
         }

@@ -9,6 +9,7 @@
 
 pub mod apdu;
 pub mod mgmt_crypto;
+pub mod sign_input;
 pub mod tlv;
 
 /// The PIV application identifier (truncated form accepted by SELECT).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::model::{
     Algorithm, FirmwareVersion, KeyInfo, PinPolicy, PublicKey, SlotId, TokenInfo, TokenKind,
-    TouchPolicy, ecdsa_card_input,
+    TouchPolicy,
 };
 use crate::piv::apdu::{ResponseApdu, StatusWord};
 use crate::piv::{key_ref, tag, tlv};
@@ -391,12 +391,13 @@ impl Token for HardwareToken {
         let slot = request.slot;
         check_admin_slot(slot, "sign")?;
         let meta = self.metadata(slot)?;
-        // A malformed digest never costs an APDU.
-        let input = zeroize::Zeroizing::new(ecdsa_card_input(
+        // A malformed request never costs an APDU.
+        let input = crate::piv::sign_input::card_input(
+            slot,
             meta.algorithm,
-            request.hash,
-            request.digest,
-        )?);
+            request.scheme,
+            &request.input,
+        )?;
         let pin_policy = meta.pin_policy.resolve(slot);
         if pin_policy == PinPolicy::Always && request.pin.is_none() {
             // The card needs VERIFY immediately before each signature; a

@@ -95,12 +95,7 @@ fn sign_with<T: Token>(
 ) -> Result<Vec<u8>> {
     let digest = hash.digest(message);
     token.sign(
-        &SignRequest {
-            slot,
-            hash,
-            digest: &digest,
-            pin,
-        },
+        &SignRequest::ecdsa(slot, hash, &digest).with_pin(pin),
         &mut |_| {},
     )
 }
@@ -116,12 +111,7 @@ fn sign_recording<T: Token>(
     let digest = HashAlgorithm::Sha256.digest(message);
     let mut events = Vec::new();
     let result = token.sign(
-        &SignRequest {
-            slot,
-            hash: HashAlgorithm::Sha256,
-            digest: &digest,
-            pin,
-        },
+        &SignRequest::ecdsa(slot, HashAlgorithm::Sha256, &digest).with_pin(pin),
         &mut |e| {
             events.push(e);
             on_event(e);
@@ -1075,12 +1065,7 @@ pub fn bad_digest_lengths_are_rejected_before_the_pin<F: TokenFixture>(f: &mut F
     ] {
         let digest = vec![0x11u8; len];
         let result = token.sign(
-            &SignRequest {
-                slot: SlotId::Signature,
-                hash,
-                digest: &digest,
-                pin: Some(&wrong),
-            },
+            &SignRequest::ecdsa(SlotId::Signature, hash, &digest).with_pin(Some(&wrong)),
             &mut |_| {},
         );
         assert_err!(
