@@ -168,6 +168,11 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The daemon's resident set size, KiB.
     pub fn rss_kib(&self) -> Result<u64> {
         rss_kib(self.child.id())

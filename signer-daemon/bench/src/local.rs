@@ -1,5 +1,5 @@
 //! Rows without a server: the ECDSA primitive the tree uses (RustCrypto
-//! p256/p384), the emulated token called in-process, and one `fdatasync` on
+//! p256/p384) and OpenSSL's P-256 next to it, the emulated token called in-process, and one `fdatasync` on
 //! the audit log's filesystem (the floor of a durable audit line).
 
 use std::io::Write;
@@ -41,6 +41,42 @@ pub fn primitive_p256(total: usize) -> Result<(Run, Verifier)> {
                 .sign_prehash(&digest(i))
                 .map_err(|e| fail("P-256 sign", e))?;
             Ok(sig.to_bytes().to_vec())
+        },
+    )?;
+    let verify = move |i: usize, rs: &[u8]| {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier;
+        let s = p256::ecdsa::Signature::from_slice(rs).map_err(|e| e.to_string())?;
+        vk.verify_prehash(&digest(i), &s).map_err(|e| e.to_string())
+    };
+    Ok((run, Box::new(verify)))
+}
+
+/// OpenSSL's P-256 ECDSA (`ECDSA_do_sign` through the `openssl` crate, the
+/// system libcrypto with its assembly P-256), one thread: what the RustCrypto
+/// primitive is measured against in the same run. Verified with RustCrypto.
+pub fn openssl_p256(total: usize) -> Result<(Run, Verifier)> {
+    use openssl::bn::BigNumContext;
+    use openssl::ec::{EcGroup, EcKey, PointConversionForm};
+    use openssl::nid::Nid;
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(|e| fail("P-256", e))?;
+    let key = EcKey::generate(&group).map_err(|e| fail("OpenSSL P-256 key", e))?;
+    let mut ctx = BigNumContext::new().map_err(|e| fail("BN_CTX", e))?;
+    let sec1 = key
+        .public_key()
+        .to_bytes(&group, PointConversionForm::UNCOMPRESSED, &mut ctx)
+        .map_err(|e| fail("OpenSSL public key", e))?;
+    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+        .map_err(|e| fail("OpenSSL public key", e))?;
+    let run = run_threads(
+        1,
+        total,
+        |_| Ok(key.clone()),
+        |k, i| {
+            let sig = openssl::ecdsa::EcdsaSig::sign(&digest(i), k)
+                .map_err(|e| fail("OpenSSL P-256 sign", e))?;
+            let mut rs = sig.r().to_vec_padded(32).map_err(|e| fail("r", e))?;
+            rs.extend(sig.s().to_vec_padded(32).map_err(|e| fail("s", e))?);
+            Ok(rs)
         },
     )?;
     let verify = move |i: usize, rs: &[u8]| {

@@ -23,6 +23,7 @@ mod load;
 mod local;
 mod notary;
 mod pkcs11;
+mod procstat;
 mod ssh_agent;
 
 use std::collections::BTreeMap;
@@ -87,6 +88,7 @@ struct Args {
 enum Target {
     PrimitiveP256,
     PrimitiveP384,
+    OpenSslP256,
     EmulatedP256,
     EmulatedP384,
     Daemon,
@@ -101,9 +103,10 @@ enum Target {
 }
 
 impl Target {
-    const ALL: [Target; 13] = [
+    const ALL: [Target; 14] = [
         Target::PrimitiveP256,
         Target::PrimitiveP384,
+        Target::OpenSslP256,
         Target::EmulatedP256,
         Target::EmulatedP384,
         Target::Daemon,
@@ -121,6 +124,7 @@ impl Target {
         match self {
             Target::PrimitiveP256 => "primitive-p256",
             Target::PrimitiveP384 => "primitive-p384",
+            Target::OpenSslP256 => "openssl-p256",
             Target::EmulatedP256 => "emulated-inprocess-p256",
             Target::EmulatedP384 => "emulated-inprocess-p384",
             Target::Daemon => "daemon",
@@ -139,6 +143,7 @@ impl Target {
         match self {
             Target::PrimitiveP256 => "RustCrypto p256 sign_prehash (1 thread)",
             Target::PrimitiveP384 => "RustCrypto p384 sign_prehash (1 thread)",
+            Target::OpenSslP256 => "OpenSSL (system libcrypto) P-256 ECDSA_do_sign (1 thread)",
             Target::EmulatedP256 => "emulated token in-process, P-256",
             Target::EmulatedP384 => "emulated token in-process, P-384",
             Target::Daemon => "signer-daemon, audit durable on disk (default)",
@@ -161,6 +166,7 @@ impl Target {
             self,
             Target::PrimitiveP256
                 | Target::PrimitiveP384
+                | Target::OpenSslP256
                 | Target::EmulatedP256
                 | Target::EmulatedP384
         )
@@ -388,6 +394,8 @@ fn real_main(args: &Args) -> Result<()> {
     // The fdatasync floor is sampled in every repetition, so that it sees
     // the same disk load as the durable rows.
     let mut fsync = Vec::new();
+    // Where each daemon row's time went (per thread group), over every repetition.
+    let mut profiles: BTreeMap<(Target, usize), procstat::Profile> = BTreeMap::new();
     for rep in 0..args.reps {
         fsync.extend(local::fdatasync(dir.path(), 100)?);
         for &t in &wanted {
@@ -397,7 +405,15 @@ fn real_main(args: &Args) -> Result<()> {
                 args.levels.clone()
             };
             for &conc in &levels {
-                let (run, verify) = measure(&rt, &peers, dir.path(), t, conc, args.requests)?;
+                let (run, verify) = measure(
+                    &rt,
+                    &peers,
+                    dir.path(),
+                    t,
+                    conc,
+                    args.requests,
+                    &mut profiles,
+                )?;
                 run.verify_all(t.id(), verify)?;
                 if !args.json {
                     eprintln!(
@@ -459,6 +475,7 @@ fn real_main(args: &Args) -> Result<()> {
         audit_lines,
         pcsc_apdus,
         (load_before, load_after),
+        profiles,
     );
     if args.json {
         println!(
@@ -478,11 +495,13 @@ fn measure(
     t: Target,
     conc: usize,
     total: usize,
+    profiles: &mut BTreeMap<(Target, usize), procstat::Profile>,
 ) -> Result<(Run, Verifier)> {
     let missing = || Failure(format!("{} was not set up", t.id()));
     Ok(match t {
         Target::PrimitiveP256 => local::primitive_p256(total)?,
         Target::PrimitiveP384 => local::primitive_p384(total)?,
+        Target::OpenSslP256 => local::openssl_p256(total)?,
         Target::EmulatedP256 => local::emulated(dir, Algorithm::EccP256, total)?,
         Target::EmulatedP384 => local::emulated(dir, Algorithm::EccP384, total)?,
         Target::Daemon
@@ -501,6 +520,12 @@ fn measure(
             .ok_or_else(missing)?;
             let keys: Arc<Vec<pb::Key>> = Arc::new(d.keys.clone());
             let sign_keys = keys.clone();
+            let pid = d.pid().to_string();
+            let (daemon_before, client_before, busy_before) = (
+                procstat::Snapshot::of(&pid),
+                procstat::Snapshot::of("self"),
+                procstat::machine_busy(),
+            );
             let run = rt.block_on(run_tasks(
                 conc,
                 total,
@@ -522,6 +547,18 @@ fn measure(
                     }
                 },
             ))?;
+            let (daemon_after, client_after, busy_after) = (
+                procstat::Snapshot::of(&pid),
+                procstat::Snapshot::of("self"),
+                procstat::machine_busy(),
+            );
+            profiles.entry((t, conc)).or_default().add(
+                run.latencies.len(),
+                run.elapsed,
+                procstat::usage(&daemon_before, &daemon_after),
+                procstat::total(&client_before, &client_after),
+                busy_after.saturating_sub(busy_before),
+            );
             let verify = move |i: usize, der: &[u8]| {
                 signer_client::verify(
                     &keys[i % keys.len()],
@@ -615,6 +652,7 @@ struct Report {
     audit_lines: Option<usize>,
     pcsc_apdus: Option<(u64, usize)>,
     load: (String, String),
+    profiles: BTreeMap<(Target, usize), procstat::Profile>,
 }
 
 fn pct(v: &[Duration], p: f64) -> f64 {
@@ -638,6 +676,7 @@ impl Report {
         audit_lines: Option<usize>,
         pcsc_apdus: Option<(u64, usize)>,
         load: (String, String),
+        profiles: BTreeMap<(Target, usize), procstat::Profile>,
     ) -> Report {
         Report {
             cells: results.iter().map(|(k, v)| (*k, Cell::of(v))).collect(),
@@ -652,7 +691,15 @@ impl Report {
             audit_lines,
             pcsc_apdus,
             load,
+            profiles,
         }
+    }
+
+    /// RustCrypto's and OpenSSL's P-256 signatures/s, same run.
+    fn primitive_vs_openssl(&self) -> Option<(f64, f64)> {
+        let rc = self.cells.get(&(Target::PrimitiveP256, 1))?;
+        let os = self.cells.get(&(Target::OpenSslP256, 1))?;
+        Some((rc.median, os.median))
     }
 
     fn ratio(&self, t: Target, conc: usize) -> Option<f64> {
@@ -776,6 +823,14 @@ impl Report {
             "fdatasync of one audit line on the audit log's filesystem: p50 {:.0} µs, p99 {:.0} µs",
             self.fsync_p50_us, self.fsync_p99_us
         );
+        if let Some((rc, os)) = self.primitive_vs_openssl() {
+            println!(
+                "ECDSA P-256 primitive, one thread: RustCrypto p256 {rc:.0}/s ({:.0} µs) vs OpenSSL {os:.0}/s ({:.0} µs): OpenSSL {:.2}x faster",
+                1e6 / rc,
+                1e6 / os,
+                os / rc
+            );
+        }
         if let Some(c) = self.cold_start_ms {
             println!("daemon cold start (spawn to first answered ListKeys): {c:.1} ms");
         }
@@ -789,6 +844,7 @@ impl Report {
         if let Some(n) = self.audit_lines {
             println!("audit lines written by the durable daemon: {n}");
         }
+        self.print_profiles();
         println!();
         println!("| target | measured | met |");
         println!("|---|---|---|");
@@ -796,6 +852,62 @@ impl Report {
             println!(
                 "| {name} | {measured} | {} |",
                 if ok { "yes" } else { "NO" }
+            );
+        }
+    }
+
+    /// Where each daemon row's time went: CPU per request by thread group,
+    /// run-queue wait, context switches; the client's CPU; the machine's
+    /// busy cores.
+    fn print_profiles(&self) {
+        if self.profiles.is_empty() {
+            return;
+        }
+        println!();
+        println!(
+            "Where the time went (all repetitions; per request; from /proc/PID/task/*/schedstat and status): CPU µs, run-queue wait µs (runnable, no free core), context switches; busy = that group's CPU / wall time (1.00 = one core)"
+        );
+        println!();
+        println!(
+            "| path | clients | thread group | CPU µs/req | run-queue wait µs/req | switches/req | busy |"
+        );
+        println!("|---|---:|---|---:|---:|---:|---:|");
+        for ((t, c), p) in &self.profiles {
+            let mut total = procstat::Usage::default();
+            for (g, u) in &p.daemon {
+                total.cpu += u.cpu;
+                total.wait += u.wait;
+                total.switches += u.switches;
+                println!(
+                    "| {} | {c} | {g} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                    t.id(),
+                    p.per_request_us(u.cpu),
+                    p.per_request_us(u.wait),
+                    p.per_request(u.switches),
+                    p.share(u.cpu)
+                );
+            }
+            println!(
+                "| {} | {c} | **daemon total** | {:.0} | {:.0} | {:.2} | {:.2} |",
+                t.id(),
+                p.per_request_us(total.cpu),
+                p.per_request_us(total.wait),
+                p.per_request(total.switches),
+                p.share(total.cpu)
+            );
+            println!(
+                "| {} | {c} | benchmark client (signer-client) | {:.0} | {:.0} | {:.2} | {:.2} |",
+                t.id(),
+                p.per_request_us(p.client.cpu),
+                p.per_request_us(p.client.wait),
+                p.per_request(p.client.switches),
+                p.share(p.client.cpu)
+            );
+            println!(
+                "| {} | {c} | whole machine (/proc/stat) | {:.0} | | | {:.2} |",
+                t.id(),
+                p.per_request_us(p.machine_busy),
+                p.share(p.machine_busy)
             );
         }
     }
@@ -818,6 +930,35 @@ impl Report {
                 })
             })
             .collect();
+        let profiles: Vec<serde_json::Value> = self
+            .profiles
+            .iter()
+            .map(|((t, c), p)| {
+                let groups: serde_json::Map<String, serde_json::Value> = p
+                    .daemon
+                    .iter()
+                    .map(|(g, u)| {
+                        (
+                            g.clone(),
+                            serde_json::json!({
+                                "cpu_us_per_request": p.per_request_us(u.cpu),
+                                "runqueue_wait_us_per_request": p.per_request_us(u.wait),
+                                "context_switches_per_request": p.per_request(u.switches),
+                                "busy_cores": p.share(u.cpu),
+                            }),
+                        )
+                    })
+                    .collect();
+                serde_json::json!({
+                    "id": t.id(),
+                    "clients": c,
+                    "requests": p.requests,
+                    "daemon_threads": groups,
+                    "client_cpu_us_per_request": p.per_request_us(p.client.cpu),
+                    "machine_busy_cores": p.share(p.machine_busy),
+                })
+            })
+            .collect();
         let targets: Vec<serde_json::Value> = self
             .targets()
             .into_iter()
@@ -836,6 +977,8 @@ impl Report {
             "audit_lines": self.audit_lines,
             "pcsc_apdus": self.pcsc_apdus.map(|(a, s)| serde_json::json!({"apdus": a, "signatures": s})),
             "targets": targets,
+            "profiles": profiles,
+            "p256_rustcrypto_vs_openssl": self.primitive_vs_openssl().map(|(rc, os)| serde_json::json!({"rustcrypto_per_s": rc, "openssl_per_s": os, "openssl_speedup": os / rc})),
         })
     }
 }
