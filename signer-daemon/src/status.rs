@@ -18,7 +18,14 @@ pub fn code_of(e: &Error) -> Code {
         | Error::UnsupportedHash { .. }
         | Error::InvalidPolicy { .. }
         | Error::InvalidSelector { .. }
-        | Error::TooLarge { .. } => Code::InvalidArgument,
+        | Error::TooLarge { .. }
+        // A scheme or input the key cannot sign with (RSA-PSS on a P-256
+        // key, a digest for Ed25519, PSS-SHA-512 on RSA-1024, ...).
+        | Error::UnsupportedScheme { .. }
+        | Error::SchemeMismatch { .. }
+        | Error::MessageExpected { .. }
+        | Error::DigestExpected { .. }
+        | Error::HashTooLongForKey { .. } => Code::InvalidArgument,
 
         // Nothing there.
         Error::KeyNotFound { .. }
@@ -35,6 +42,8 @@ pub fn code_of(e: &Error) -> Code {
         | Error::InvalidPin { .. }
         | Error::PinRequired { .. }
         | Error::NotAttestable { .. }
+        // An X25519 key: the key exists but cannot do what was asked.
+        | Error::KeyCannotSign { .. }
         | Error::ManagementKeyRequired
         | Error::WrongManagementKey
         | Error::InvalidManagementKey { .. }
@@ -200,6 +209,38 @@ mod tests {
                 },
                 Code::Internal,
                 "GENERAL AUTHENTICATE",
+            ),
+            (
+                Error::KeyCannotSign {
+                    slot: SlotId::KeyManagement,
+                    algorithm: signer_lib::Algorithm::X25519,
+                },
+                Code::FailedPrecondition,
+                "cannot sign",
+            ),
+            (
+                Error::MessageExpected {
+                    scheme: signer_lib::SignatureScheme::Ed25519,
+                },
+                Code::InvalidArgument,
+                "pass the message",
+            ),
+            (
+                Error::HashTooLongForKey {
+                    scheme: signer_lib::SignatureScheme::RsaPss,
+                    hash: HashAlgorithm::Sha512,
+                    algorithm: signer_lib::Algorithm::Rsa1024,
+                },
+                Code::InvalidArgument,
+                "shorter hash",
+            ),
+            (
+                Error::SchemeMismatch {
+                    scheme: signer_lib::SignatureScheme::RsaPss,
+                    algorithm: signer_lib::Algorithm::EccP256,
+                },
+                Code::InvalidArgument,
+                "cannot sign with rsa-pss",
             ),
             (
                 Error::CorruptState {

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use signer_lib::session::{PinSource, SigningSession};
 use signer_lib::{
     Algorithm, Attestation, Error, HashAlgorithm, ImportKey, KeyInfo, ManagementKey, Pin,
-    PinPolicy, Puk, RetryCounters, SignRequest, SlotId, Token, TokenEvent, TokenInfo, TouchPolicy,
+    PinPolicy, Puk, RetryCounters, SignInput, SignRequest, SignatureScheme, SlotId, Token,
+    TokenEvent, TokenInfo, TouchPolicy,
 };
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
@@ -57,10 +58,13 @@ pub enum Work {
         slot: SlotId,
         /// The key id the request resolved to.
         key_id: String,
-        /// The digest's hash.
+        /// The signature scheme (E4: RSA/Ed25519, issue 14).
+        scheme: SignatureScheme,
+        /// The digest's hash (Ed25519: SHA-512, not applied here).
         hash: HashAlgorithm,
-        /// The digest.
-        digest: Vec<u8>,
+        /// The digest, or the message for a scheme that signs the message
+        /// itself ([`SignatureScheme::signs_message`]: Ed25519).
+        data: Vec<u8>,
         /// Where to send touch events, before the token blocks.
         events: Option<tokio_mpsc::UnboundedSender<TokenEvent>>,
     },
@@ -420,8 +424,9 @@ impl Worker {
             Work::Sign {
                 slot,
                 key_id,
+                scheme,
                 hash,
-                digest,
+                data,
                 events,
             } => {
                 let mut forward = |ev: TokenEvent| {
@@ -429,9 +434,18 @@ impl Worker {
                         let _ = tx.send(ev);
                     }
                 };
+                // E4 (issue 14): the scheme decides what `data` is.
+                let input = if scheme.signs_message() {
+                    SignInput::Message(&data)
+                } else {
+                    SignInput::Digest {
+                        hash,
+                        digest: &data,
+                    }
+                };
                 let signature = self.retry_after_reset(|w| {
                     w.check_key(slot, &key_id)?;
-                    Ok(w.session.sign(slot, hash, &digest, &mut forward)?)
+                    Ok(w.session.sign_with(slot, scheme, input, &mut forward)?)
                 })?;
                 Ok(Output::Signature(signature))
             }

@@ -106,6 +106,7 @@ fn req(slot: &str, digest: Vec<u8>, hash: i32) -> pb::SignRequest {
         input: Some(pb::sign_request::Input::Digest(digest)),
         hash,
         format: pb::SignatureFormat::Der as i32,
+        padding: pb::RsaPadding::Unspecified as i32,
     }
 }
 

@@ -61,6 +61,7 @@ fn sign_req(key: Option<pb::KeyRef>, digest: Vec<u8>, hash: i32, format: i32) ->
         input: Some(pb::sign_request::Input::Digest(digest)),
         hash,
         format,
+        padding: pb::RsaPadding::Unspecified as i32,
     }
 }
 
@@ -202,6 +203,7 @@ fn cases(key: &KeyInfo) -> Vec<(String, Case, Code)> {
             input: None,
             hash: SHA256,
             format: DER,
+            padding: pb::RsaPadding::Unspecified as i32,
         },
         Code::InvalidArgument,
     );
@@ -213,6 +215,7 @@ fn cases(key: &KeyInfo) -> Vec<(String, Case, Code)> {
             input: Some(pb::sign_request::Input::Message(vec![0; 200 * 1024])),
             hash: SHA256,
             format: DER,
+            padding: pb::RsaPadding::Unspecified as i32,
         },
         Code::OutOfRange,
     );

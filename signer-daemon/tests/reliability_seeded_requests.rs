@@ -97,6 +97,7 @@ fn proto_request(rng: &mut Rng, env: &request_validation::Env) -> Vec<u8> {
         }),
         hash: rng.below(5) as i32,
         format: rng.below(4) as i32,
+        padding: pb::RsaPadding::Unspecified as i32,
     };
     let selector = rng.below(6) as u8 | if rng.below(8) == 0 { 0x70 } else { 0 };
     let mut out = vec![selector];

@@ -39,6 +39,7 @@ fn sign_req(key: Option<pb::KeyRef>, digest: Vec<u8>) -> pb::SignRequest {
         input: Some(pb::sign_request::Input::Digest(digest)),
         hash: pb::HashAlgorithm::Sha256 as i32,
         format: pb::SignatureFormat::Der as i32,
+        padding: pb::RsaPadding::Unspecified as i32,
     }
 }
 
@@ -111,6 +112,7 @@ async fn lists_and_signs_and_every_signature_verifies() {
         input: Some(pb::sign_request::Input::Message(b"hello".to_vec())),
         hash: pb::HashAlgorithm::Sha256 as i32,
         format: pb::SignatureFormat::Der as i32,
+        padding: pb::RsaPadding::Unspecified as i32,
     };
     let r = c.sign(req).await.unwrap().into_inner();
     assert_eq!(r.digest, sha2::Sha256::digest(b"hello").to_vec());
@@ -269,6 +271,7 @@ async fn malformed_requests_get_documented_codes_and_never_reach_the_card() {
         input: Some(pb::sign_request::Input::Message(vec![0u8; 2 * 1024 * 1024])),
         hash: pb::HashAlgorithm::Sha256 as i32,
         format: pb::SignatureFormat::Der as i32,
+        padding: pb::RsaPadding::Unspecified as i32,
     };
     let e = c.sign(huge).await.unwrap_err();
     assert_eq!(e.code(), Code::OutOfRange, "{}", e.message());

@@ -65,6 +65,7 @@ async fn malformed_requests_get_documented_codes_and_the_daemon_keeps_serving() 
         input: Some(pb::sign_request::Input::Message(vec![7u8; 70_000])),
         hash: pb::HashAlgorithm::Sha256 as i32,
         format: pb::SignatureFormat::Der as i32,
+        padding: pb::RsaPadding::Unspecified as i32,
     };
     let e = c.sign(big).await.unwrap_err();
     assert_eq!(e.code(), Code::OutOfRange, "{}", e.message());
@@ -74,6 +75,7 @@ async fn malformed_requests_get_documented_codes_and_the_daemon_keeps_serving() 
         input: Some(pb::sign_request::Input::Message(vec![7u8; 60_000])),
         hash: pb::HashAlgorithm::Sha256 as i32,
         format: pb::SignatureFormat::Der as i32,
+        padding: pb::RsaPadding::Unspecified as i32,
     };
     let r = c.sign(fits).await.unwrap().into_inner();
     assert_eq!(r.digest, sha2::Sha256::digest(vec![7u8; 60_000]).to_vec());

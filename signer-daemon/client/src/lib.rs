@@ -9,6 +9,9 @@
 //!   [`SignEvent::TouchRequired`] *before* the token waits for a touch
 //!   ([`Client::sign`]), checking that the answer is for the digest that was
 //!   asked and, given the key, that the signature verifies ([`verify`]);
+//! - every scheme the daemon signs with: ECDSA over a digest
+//!   ([`Client::sign`]), RSA PKCS#1 v1.5 / PSS over a digest and Ed25519
+//!   over the message ([`Signing`], [`Client::sign_with`], [`verify_signature`]);
 //! - the status mapping: every failure is an [`Error`] whose [`ErrorKind`]
 //!   says what a person or a program should do about it (signerctl maps it
 //!   to exit codes, the PKCS#11 module to `CKR_*`).
@@ -326,6 +329,197 @@ pub fn verify(
     .map_err(|e| Error::bad(format!("signature by key {}: {e}", key.key_id)))
 }
 
+/// What a signature is made over: a digest the caller computed, or the
+/// message (the daemon hashes it for ECDSA and RSA; an Ed25519 key signs it
+/// as it is).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// A digest made with the request's hash.
+    Digest(Vec<u8>),
+    /// The message.
+    Message(Vec<u8>),
+}
+
+/// A signature request without its key: the `SignRequest` fields the
+/// daemon's table (README "gRPC API", `signer.proto`) sets per key type.
+/// Build it with [`Signing::ecdsa`], [`Signing::rsa`] or [`Signing::ed25519`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signing {
+    /// The hash of the digest (or to apply to the message); SHA-512 for Ed25519.
+    pub hash: pb::HashAlgorithm,
+    /// What is signed.
+    pub payload: Payload,
+    /// The signature encoding (RAW for RSA and Ed25519).
+    pub format: pb::SignatureFormat,
+    /// The RSA padding; `Unspecified` for other keys.
+    pub padding: pb::RsaPadding,
+}
+
+impl Signing {
+    /// ECDSA over `payload` (hashed with `hash` if it is the message),
+    /// encoded as `format` (DER or RAW r‖s).
+    pub fn ecdsa(
+        hash: pb::HashAlgorithm,
+        payload: Payload,
+        format: pb::SignatureFormat,
+    ) -> Signing {
+        Signing {
+            hash,
+            payload,
+            format,
+            padding: pb::RsaPadding::Unspecified,
+        }
+    }
+
+    /// RSA with `padding` (PKCS#1 v1.5 or PSS with MGF1 of `hash` and a
+    /// salt as long as the digest) over `payload`: the modulus-length signature.
+    pub fn rsa(hash: pb::HashAlgorithm, payload: Payload, padding: pb::RsaPadding) -> Signing {
+        Signing {
+            hash,
+            payload,
+            format: pb::SignatureFormat::Raw,
+            padding,
+        }
+    }
+
+    /// Ed25519 over the message itself: the 64-byte signature R‖S.
+    pub fn ed25519(message: Vec<u8>) -> Signing {
+        Signing {
+            hash: pb::HashAlgorithm::Sha512,
+            payload: Payload::Message(message),
+            format: pb::SignatureFormat::Raw,
+            padding: pb::RsaPadding::Unspecified,
+        }
+    }
+
+    /// The digest the daemon reports having signed: the payload's digest,
+    /// or the hash of the message (for Ed25519 its SHA-512, which
+    /// identifies the message). `None` for an unspecified hash.
+    pub fn expected_digest(&self) -> Option<Vec<u8>> {
+        match &self.payload {
+            Payload::Digest(d) => Some(d.clone()),
+            Payload::Message(m) => Some(lib_hash(self.hash)?.digest(m)),
+        }
+    }
+
+    fn request(&self, key: pb::KeyRef) -> pb::SignRequest {
+        pb::SignRequest {
+            key: Some(key),
+            input: Some(match &self.payload {
+                Payload::Digest(d) => pb::sign_request::Input::Digest(d.clone()),
+                Payload::Message(m) => pb::sign_request::Input::Message(m.clone()),
+            }),
+            hash: self.hash as i32,
+            format: self.format as i32,
+            padding: self.padding as i32,
+        }
+    }
+}
+
+fn lib_hash(hash: pb::HashAlgorithm) -> Option<signer_lib::HashAlgorithm> {
+    use signer_lib::HashAlgorithm;
+    match hash {
+        pb::HashAlgorithm::Sha256 => Some(HashAlgorithm::Sha256),
+        pb::HashAlgorithm::Sha384 => Some(HashAlgorithm::Sha384),
+        pb::HashAlgorithm::Sha512 => Some(HashAlgorithm::Sha512),
+        pb::HashAlgorithm::Unspecified => None,
+    }
+}
+
+/// The library's algorithm of a listed key (`None` for an unknown value).
+pub fn algorithm_of(key: &pb::Key) -> Option<signer_lib::Algorithm> {
+    use signer_lib::Algorithm;
+    Some(match pb::Algorithm::try_from(key.algorithm).ok()? {
+        pb::Algorithm::EccP256 => Algorithm::EccP256,
+        pb::Algorithm::EccP384 => Algorithm::EccP384,
+        pb::Algorithm::Rsa1024 => Algorithm::Rsa1024,
+        pb::Algorithm::Rsa2048 => Algorithm::Rsa2048,
+        pb::Algorithm::Rsa3072 => Algorithm::Rsa3072,
+        pb::Algorithm::Rsa4096 => Algorithm::Rsa4096,
+        pb::Algorithm::Ed25519 => Algorithm::Ed25519,
+        pb::Algorithm::X25519 => Algorithm::X25519,
+        pb::Algorithm::Unspecified => return None,
+    })
+}
+
+/// Check a signature the daemon returned for `signing` against the key (as
+/// the daemon listed it), independently of the daemon, with RustCrypto
+/// (signer-lib's [`PublicKey::verify`](signer_lib::PublicKey::verify):
+/// p256/p384, the `rsa` crate's PKCS#1 v1.5 and PSS verifiers,
+/// `ed25519-dalek`'s strict verification). The key's algorithm comes from
+/// its SPKI, and must agree with the one listed. ECDSA signatures may be
+/// DER or RAW.
+pub fn verify_signature(key: &pb::Key, signing: &Signing, signature: &[u8]) -> Result<(), Error> {
+    use signer_lib::{PublicKey, SignInput, SignatureScheme};
+    let public = PublicKey::from_spki_der(&key.public_key_der)
+        .map_err(|e| Error::bad(format!("key {}: {e}", key.key_id)))?;
+    if algorithm_of(key) != Some(public.algorithm) {
+        return Err(Error::bad(format!(
+            "key {} is listed as algorithm {} but its public key is {}",
+            key.key_id, key.algorithm, public.algorithm
+        )));
+    }
+    let scheme = match (
+        SignatureScheme::implied_by(public.algorithm),
+        signing.padding,
+    ) {
+        (Some(s), pb::RsaPadding::Unspecified) => s,
+        (None, pb::RsaPadding::Pkcs1v15) => SignatureScheme::RsaPkcs1v15,
+        (None, pb::RsaPadding::Pss) => SignatureScheme::RsaPss,
+        _ => {
+            return Err(Error::bad(format!(
+                "padding {:?} does not fit the {} key {}",
+                signing.padding, public.algorithm, key.key_id
+            )));
+        }
+    };
+    let hash = lib_hash(signing.hash).ok_or_else(|| Error::bad("no hash algorithm"))?;
+    let digest;
+    let input = match (&signing.payload, scheme.signs_message()) {
+        (Payload::Message(m), true) => SignInput::Message(m),
+        (Payload::Digest(d), false) => SignInput::Digest { hash, digest: d },
+        (Payload::Message(m), false) => {
+            digest = hash.digest(m);
+            SignInput::Digest {
+                hash,
+                digest: &digest,
+            }
+        }
+        (Payload::Digest(_), true) => {
+            return Err(Error::bad(format!(
+                "{scheme} signs the message, not a digest"
+            )));
+        }
+    };
+    let checked = if scheme == SignatureScheme::Ecdsa && signing.format == pb::SignatureFormat::Raw
+    {
+        // r‖s: re-encode as DER for the ECDSA check.
+        raw_ecdsa_to_der(public.algorithm, signature).and_then(|der| {
+            public
+                .verify(scheme, &input, &der)
+                .map_err(|e| e.to_string())
+        })
+    } else {
+        public
+            .verify(scheme, &input, signature)
+            .map_err(|e| e.to_string())
+    };
+    checked.map_err(|e| Error::bad(format!("{scheme} signature by key {}: {e}", key.key_id)))
+}
+
+fn raw_ecdsa_to_der(algorithm: signer_lib::Algorithm, raw: &[u8]) -> Result<Vec<u8>, String> {
+    let bad = |e: signature::Error| format!("not a raw r||s signature: {e}");
+    match algorithm {
+        signer_lib::Algorithm::EccP256 => p256::ecdsa::Signature::from_slice(raw)
+            .map(|s| s.to_der().as_bytes().to_vec())
+            .map_err(bad),
+        signer_lib::Algorithm::EccP384 => p384::ecdsa::Signature::from_slice(raw)
+            .map(|s| s.to_der().as_bytes().to_vec())
+            .map_err(bad),
+        other => Err(format!("{other} is not an ECDSA key")),
+    }
+}
+
 /// A connection to the daemon. Cheap to clone (clones share the HTTP/2
 /// connection, which multiplexes concurrent calls).
 #[derive(Clone, Debug)]
@@ -440,6 +634,7 @@ impl Client {
             input: Some(pb::sign_request::Input::Digest(digest.clone())),
             hash: hash as i32,
             format: format as i32,
+            padding: pb::RsaPadding::Unspecified as i32,
         });
         let mut stream = self.inner.sign_with_events(request).await?.into_inner();
         let mut response = None;
@@ -475,9 +670,50 @@ impl Client {
             input: Some(pb::sign_request::Input::Digest(digest.clone())),
             hash: hash as i32,
             format: format as i32,
+            padding: pb::RsaPadding::Unspecified as i32,
         });
         let r = self.inner.sign(request).await?.into_inner();
         check_answer(&r, hash, &digest)?;
+        Ok(r)
+    }
+
+    /// Sign with any scheme ([`Signing`]: ECDSA, RSA PKCS#1 v1.5 / PSS,
+    /// Ed25519) through the `SignWithEvents` stream; `on_event` hears a
+    /// touch request before the token waits. The answer is checked to be
+    /// for this payload, hash and padding (else [`Error::BadAnswer`]); use
+    /// [`verify_signature`] to check the signature against the key.
+    pub async fn sign_with(
+        &mut self,
+        key: pb::KeyRef,
+        signing: &Signing,
+        mut on_event: impl FnMut(SignEvent),
+    ) -> Result<pb::SignResponse, Error> {
+        let expected = signing
+            .expected_digest()
+            .ok_or_else(|| Error::bad("no hash algorithm: set Signing::hash"))?;
+        let request = self.request(signing.request(key));
+        let mut stream = self.inner.sign_with_events(request).await?.into_inner();
+        let mut response = None;
+        while let Some(event) = stream.message().await? {
+            match event.event {
+                Some(pb::sign_event::Event::TouchRequired(t)) => {
+                    on_event(SignEvent::TouchRequired {
+                        token_serial: t.token_serial,
+                        slot: t.slot,
+                        timeout: Duration::from_millis(u64::from(t.timeout_ms)),
+                    })
+                }
+                Some(pb::sign_event::Event::Signature(r)) => response = Some(r),
+                None => {}
+            }
+        }
+        let r = response.ok_or_else(|| Error::bad("the stream ended without a signature"))?;
+        check_answer(&r, signing.hash, &expected)?;
+        if r.padding != signing.padding as i32 {
+            return Err(Error::bad(
+                "the daemon returned a signature with another RSA padding",
+            ));
+        }
         Ok(r)
     }
 

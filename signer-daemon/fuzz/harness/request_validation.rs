@@ -196,6 +196,9 @@ fn structured(data: &[u8]) -> pb::SignRequest {
     let input_kind = byte();
     let input_len = usize::from(byte()) % 130;
     let input: Vec<u8> = (0..input_len).map(|_| byte()).collect();
+    // Read last, so that the corpus written before the field existed keeps
+    // its meaning.
+    let padding = int([byte(), byte()]);
     let key = match key_kind % 6 {
         0 => None,
         1 => Some(pb::KeyRef { key: None }),
@@ -230,6 +233,7 @@ fn structured(data: &[u8]) -> pb::SignRequest {
         },
         hash,
         format,
+        padding,
     }
 }
 

@@ -153,7 +153,7 @@ pub fn check_and_encode_signature(
         Ok(raw) => raw,
         Err(signer_lib::Error::UnsupportedAlgorithm { algorithm }) => {
             return Err(Status::invalid_argument(format!(
-                "unsupported algorithm {algorithm}: this signer implements p256 and p384"
+                "unsupported algorithm {algorithm} for an ECDSA signature: ECDSA is for p256 and p384 keys"
             )));
         }
         Err(e) => {
@@ -171,6 +171,36 @@ pub fn check_and_encode_signature(
         Format::Der => der.to_vec(),
         Format::Raw => raw,
     })
+}
+
+/// Check an RSA or Ed25519 signature the token returned (RAW: the
+/// modulus-length integer, or Ed25519's 64 bytes) with signer-lib's
+/// independent verifier ([`signer_lib::PublicKey::verify`]: the `rsa`
+/// crate's PKCS#1 v1.5 / PSS verifiers, `ed25519-dalek`'s strict check)
+/// and release it as it is. Unlike ECDSA on the emulated token (see
+/// [`encode_emulated_signature`]) this holds for every token: RSA
+/// verification costs a small fraction of the signature, and these paths
+/// pad on the host, where a fault would otherwise go unnoticed. A
+/// signature that does not verify is INTERNAL and is not released.
+pub fn check_signature(
+    key: &KeyInfo,
+    scheme: signer_lib::SignatureScheme,
+    input: &signer_lib::SignInput<'_>,
+    signature: Vec<u8>,
+) -> Result<Vec<u8>, Status> {
+    match key.public_key.verify(scheme, input, &signature) {
+        Ok(()) => Ok(signature),
+        Err(e) => {
+            let what = match e {
+                signer_lib::Error::Crypto { reason } => reason,
+                other => other.to_string(),
+            };
+            tracing::error!(key_id = %key.key_id, slot = %key.slot, %scheme, "{what}");
+            Err(Status::internal(format!(
+                "the token returned an invalid {scheme} signature ({what}); it was not released"
+            )))
+        }
+    }
 }
 
 /// Encode a signature the emulated token made, as asked, WITHOUT checking
@@ -210,7 +240,7 @@ pub fn encode_emulated_signature(
             .map_err(|e| malformed(format!("not a DER P-384 ECDSA signature: {e}")))?,
         other => {
             return Err(Status::invalid_argument(format!(
-                "unsupported algorithm {other}: this signer implements p256 and p384"
+                "unsupported algorithm {other} for an ECDSA signature: ECDSA is for p256 and p384 keys"
             )));
         }
     };

@@ -42,6 +42,7 @@
 mod call;
 pub mod convert;
 mod service;
+pub mod sign_rules;
 
 use std::future::Future;
 use std::sync::atomic::AtomicU64;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use signer_lib::model::ecdsa_card_input;
-use signer_lib::{Error, KeyInfo, SlotId, TokenEvent};
+use signer_lib::{Error, KeyInfo, SignatureScheme, SlotId, TokenEvent};
 use signer_proto::v1 as pb;
 use signer_proto::v1::signer_server::Signer;
 use tokio::sync::mpsc;
@@ -25,9 +25,11 @@ use tonic::{Request, Response, Status};
 use super::Daemon;
 use super::call::Call;
 use super::convert::{
-    Format, check_and_encode_signature, encode_emulated_signature, format_from_proto,
-    format_to_proto, hash_from_proto, hash_to_proto, key_to_proto, token_to_proto,
+    Format, check_and_encode_signature, check_signature, encode_emulated_signature,
+    format_from_proto, format_to_proto, hash_from_proto, hash_to_proto, key_to_proto,
+    token_to_proto,
 };
+use super::sign_rules::{self, padding_from_proto, padding_to_proto};
 use crate::policy::{KeyTarget, Operation};
 use crate::status::{from_error, from_work_error};
 use crate::worker::{Output, Work, WorkError};
@@ -195,7 +197,8 @@ impl Call {
     }
 }
 
-/// The shared body of Sign and SignWithEvents.
+/// The shared body of Sign and SignWithEvents. What each key type accepts
+/// is [`sign_rules`](super::sign_rules)'s table, checked once the key is known.
 async fn sign(
     call: &mut Call,
     request: pb::SignRequest,
@@ -204,9 +207,10 @@ async fn sign(
     call.authorize_operation()?;
     let hash = hash_from_proto(request.hash)?;
     let format: Format = format_from_proto(request.format)?;
-    let digest = match request.input {
-        Some(pb::sign_request::Input::Digest(d)) => d,
-        Some(pb::sign_request::Input::Message(m)) => hash.digest(&m),
+    let padding = padding_from_proto(request.padding)?;
+    let (digest, message) = match request.input {
+        Some(pb::sign_request::Input::Digest(d)) => (d, None),
+        Some(pb::sign_request::Input::Message(m)) => (hash.digest(&m), Some(m)),
         None => {
             return Err(Status::invalid_argument(
                 "input is required: set digest (prehashed) or message",
@@ -222,8 +226,22 @@ async fn sign(
         serial.store(resolved.serial, Ordering::Relaxed);
         tx
     });
-    let card_input =
-        ecdsa_card_input(resolved.key.algorithm(), hash, &digest).map_err(|e| from_error(&e))?;
+    let plan = sign_rules::plan(
+        &resolved.key,
+        sign_rules::Asked {
+            hash,
+            format,
+            padding,
+            message,
+            digest,
+        },
+    )?;
+    // ECDSA: the field-length integer the card signs (and the check verifies).
+    let card_input = if plan.scheme == SignatureScheme::Ecdsa {
+        ecdsa_card_input(resolved.key.algorithm(), hash, &plan.data).map_err(|e| from_error(&e))?
+    } else {
+        Vec::new()
+    };
 
     let out = call
         .run_on_token(
@@ -231,8 +249,9 @@ async fn sign(
             Work::Sign {
                 slot: resolved.key.slot,
                 key_id: resolved.key.key_id.clone(),
+                scheme: plan.scheme,
                 hash,
-                digest: digest.clone(),
+                data: plan.data.clone(),
                 events,
             },
         )
@@ -242,8 +261,11 @@ async fn sign(
             "the token worker answered a sign job with something else",
         ));
     };
-    // Every signature from a hardware token is verified before release.
-    let signature = if resolved.emulated {
+    // Every signature from a hardware token is verified before release;
+    // RSA and Ed25519 signatures from any token (see check_and_encode_signature).
+    let signature = if plan.scheme != SignatureScheme::Ecdsa {
+        check_signature(&resolved.key, plan.scheme, &plan.input(), der)?
+    } else if resolved.emulated {
         encode_emulated_signature(&resolved.key, &der, format)?
     } else {
         check_and_encode_signature(&resolved.key, &card_input, &der, format)?
@@ -255,7 +277,8 @@ async fn sign(
         token_serial: resolved.serial,
         slot: resolved.key.slot.to_string(),
         hash: hash_to_proto(hash) as i32,
-        digest,
+        digest: plan.digest,
+        padding: padding_to_proto(plan.padding) as i32,
     })
 }
 

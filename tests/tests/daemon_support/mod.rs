@@ -278,6 +278,7 @@ pub fn sign_req(key: Option<pb::KeyRef>, digest: Vec<u8>) -> pb::SignRequest {
         input: Some(pb::sign_request::Input::Digest(digest)),
         hash: pb::HashAlgorithm::Sha256 as i32,
         format: pb::SignatureFormat::Der as i32,
+        padding: pb::RsaPadding::Unspecified as i32,
     }
 }
 
