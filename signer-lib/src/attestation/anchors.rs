@@ -145,10 +145,21 @@ impl TrustAnchors {
         Ok(())
     }
 
-    /// Trust every certificate of a PEM text as a root.
+    /// Trust every certificate of a PEM text as a root, except those that
+    /// a root of the same text carries as its intermediates (an emulated
+    /// 5.7.4+ token's root bundle): those become intermediates.
     pub fn add_root_pem(&mut self, source: &str, pem: &str) -> Result<()> {
-        for der in pem_certificates(pem)? {
-            self.add_root_der(source, der)?;
+        let certs = pem_certificates(pem)?;
+        let mut carried = Vec::new();
+        for der in &certs {
+            carried.extend(embedded_intermediates(der)?);
+        }
+        for der in certs {
+            if carried.contains(&der) {
+                self.add_intermediate_der(source, der)?;
+            } else {
+                self.add_root_der(source, der)?;
+            }
         }
         Ok(())
     }

@@ -155,14 +155,24 @@ impl EmulatedToken {
             })
     }
 
-    /// The emulated attestation root as PEM.
+    /// The emulated attestation root as PEM; for firmware 5.7.4+ followed
+    /// by the two intermediates it carries (E2: the bundle `openssl verify
+    /// -CAfile` needs; [`crate::attestation::TrustAnchors::add_root_pem`]
+    /// takes them as intermediates, not roots).
     pub fn attestation_root_pem(&self) -> Result<String> {
         let der = self.attestation_root_der()?;
-        pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, &der).map_err(|e| {
-            Error::Certificate {
-                reason: format!("cannot PEM-encode the root: {e}"),
-            }
-        })
+        let mut certs = vec![der];
+        certs.extend(crate::attestation::anchors::embedded_intermediates(&certs[0])?);
+        let mut out = String::new();
+        for der in &certs {
+            out.push_str(
+                &pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, der)
+                    .map_err(|e| Error::Certificate {
+                        reason: format!("cannot PEM-encode the root: {e}"),
+                    })?,
+            );
+        }
+        Ok(out)
     }
 
     /// The management key algorithm (no card command).
