@@ -5,8 +5,10 @@
 use zeroize::Zeroizing;
 
 use super::status::{refuse, refuse_with, verify_failed};
-use crate::emulator::card::{Card, KeyMetadata, PinMetadata, PinStatus, REFERENCE_BLOCK_LEN};
 use crate::emulator::card::firmware; // E2
+use crate::emulator::card::{
+    Card, KeyMetadata, PinMetadata, PinStatus, REFERENCE_BLOCK_LEN, RsaComponents,
+};
 use crate::error::Error;
 use crate::model::{Algorithm, FirmwareVersion, PinPolicy, SlotId, TouchPolicy};
 use crate::piv::apdu::{CommandApdu, ResponseApdu, StatusWord};
@@ -309,19 +311,35 @@ fn general_authenticate(card: &mut Card, apdu: &CommandApdu) -> ResponseApdu {
     if find(&items, tag::RESPONSE) != Some(&[]) {
         return bad_data("GENERAL AUTHENTICATE asks for the response with an empty 82");
     }
-    if find(&items, tag::EXPONENTIATION).is_some() {
-        // ECDH (key agreement) is not implemented by the emulated card.
-        tracing::debug!(slot = %slot, "ECDH (GENERAL AUTHENTICATE with tag 85) is not supported");
-        return sw(StatusWord::FunctionNotSupported);
+    let key_algorithm = card.slot_algorithm(slot);
+    if key_algorithm.is_some_and(|a| a.id() != apdu.p1) {
+        return bad_data("the algorithm in P1 is not the key's");
+    }
+    let mut report = |event: TokenEvent| {
+        // (Written to keep compiling when TokenEvent grows variants.)
+        #[allow(irrefutable_let_patterns)]
+        if let TokenEvent::TouchRequired { slot, timeout } = event {
+            tracing::info!(%slot, ?timeout, "waiting for a touch");
+        }
+    };
+    if let Some(peer) = find(&items, tag::EXPONENTIATION) {
+        // ECDH: 7C { 82 00, 85 peer public key } (P-256, P-384, X25519).
+        if find(&items, tag::CHALLENGE).is_some() {
+            return bad_data("GENERAL AUTHENTICATE with both a challenge (81) and a point (85)");
+        }
+        return match card.key_agreement(slot, peer, &mut report) {
+            Ok(secret) => authenticate_response(&secret),
+            Err(e @ Error::KeyNotFound { .. }) => {
+                refuse_with(apdu.ins, StatusWord::IncorrectData, &e)
+            }
+            Err(e) => refuse(apdu.ins, &e),
+        };
     }
     let Some(input) = find(&items, tag::CHALLENGE).filter(|c| !c.is_empty()) else {
         return bad_data("GENERAL AUTHENTICATE without a challenge (81)");
     };
     let mut padded = Zeroizing::new(Vec::new());
-    if let Some(algorithm) = card.slot_algorithm(slot) {
-        if algorithm.id() != apdu.p1 {
-            return bad_data("the algorithm in P1 is not the key's");
-        }
+    if let Some(algorithm) = key_algorithm {
         // A digest shorter than the curve's field is an integer like any
         // other (ECDSA's bits2int): the device signs it, and yubico-piv-tool
         // (test-signature, SHA-256 on P-384) and ykman send one. The card
@@ -338,30 +356,29 @@ fn general_authenticate(card: &mut Card, apdu: &CommandApdu) -> ResponseApdu {
     } else {
         &padded[..]
     };
-    let mut report = |event: TokenEvent| {
-        // (Written to keep compiling when TokenEvent grows variants.)
-        #[allow(irrefutable_let_patterns)]
-        if let TokenEvent::TouchRequired { slot, timeout } = event {
-            tracing::info!(%slot, ?timeout, "waiting for a touch");
-        }
-    };
+    // ECDSA, Ed25519 and RSA (signature or decryption: the same raw
+    // operation; the host pads and unpads) are all one card command.
     match card.sign(slot, input, &mut report) {
-        Ok(signature) => match encode(tag::RESPONSE, &signature)
-            .and_then(|inner| encode(tag::DYN_AUTH, &inner))
-        {
-            Some(data) => ok_secret(data),
-            None => sw(StatusWord::NoPreciseDiagnosis),
-        },
+        Ok(signature) => authenticate_response(&Zeroizing::new(signature)),
         // The device answers 6A80 for a signature with an empty slot.
         Err(e @ Error::KeyNotFound { .. }) => refuse_with(apdu.ins, StatusWord::IncorrectData, &e),
         Err(e) => refuse(apdu.ins, &e),
     }
 }
 
-/// The public key template of GENERATE: `7F49 { 86 point }`.
+/// GENERAL AUTHENTICATE's answer: `7C { 82 result }` (zeroizing: it may be
+/// a decrypted block or a shared secret).
+fn authenticate_response(result: &[u8]) -> ResponseApdu {
+    match encode(tag::RESPONSE, result).and_then(|inner| encode(tag::DYN_AUTH, &inner)) {
+        Some(data) => ok_secret(data),
+        None => sw(StatusWord::NoPreciseDiagnosis),
+    }
+}
+
+/// The public key template of GENERATE: `7F49 { 81 modulus 82 exponent }`
+/// for RSA, `7F49 { 86 point }` otherwise.
 fn public_key_template(meta: &KeyMetadata) -> Option<Vec<u8>> {
-    let point = encode(tag::EC_POINT, &meta.ec_point)?;
-    Some(encode(tag::PUBLIC_KEY_TEMPLATE, &point)?.to_vec())
+    Some(encode(tag::PUBLIC_KEY_TEMPLATE, &meta.public_key_tlvs)?.to_vec())
 }
 
 /// The optional policy items AA and AB, one byte each.
@@ -418,8 +435,13 @@ fn generate(card: &mut Card, apdu: &CommandApdu) -> ResponseApdu {
     }
 }
 
-/// IMPORT ASYMMETRIC KEY (FE): P1 the algorithm, P2 the slot; data
-/// `06 scalar [AA pin policy] [AB touch policy]` for EC keys.
+/// IMPORT ASYMMETRIC KEY (FE): P1 the algorithm, P2 the slot; data the
+/// private key then `[AA pin policy] [AB touch policy]`:
+/// - P-256/P-384: `06 scalar` (at most the field length; hosts may drop
+///   leading zeros);
+/// - RSA: `01 p 02 q 03 dP 04 dQ 05 qInv`, each at most half the modulus
+///   length (e is 65537); parts that do not belong together are refused;
+/// - Ed25519: `07 seed` (32 bytes); X25519: `08 secret` (32 bytes).
 fn import_key(card: &mut Card, apdu: &CommandApdu) -> ResponseApdu {
     let Some(slot) = slot_from_p(apdu.p2) else {
         return sw(StatusWord::IncorrectP1P2);
@@ -428,31 +450,55 @@ fn import_key(card: &mut Card, apdu: &CommandApdu) -> ResponseApdu {
         Ok(a) => a,
         Err(e) => return refuse_with(apdu.ins, StatusWord::IncorrectP1P2, &e),
     };
-    let Some(field) = algorithm.ecdsa_field_len() else {
-        let e = Error::UnsupportedAlgorithm {
-            algorithm: algorithm.to_string(),
-        };
-        return refuse(apdu.ins, &e);
-    };
     const EC_PRIVATE: u32 = 0x06;
-    let Some(items) = template_items(
-        &apdu.data,
-        &[EC_PRIVATE, tag::PIN_POLICY, tag::TOUCH_POLICY],
-    ) else {
-        return bad_data("IMPORT takes 06 (the private scalar) and optional AA, AB");
+    const ED25519_PRIVATE: u32 = 0x07;
+    const X25519_PRIVATE: u32 = 0x08;
+    const RSA_PARTS: [u32; 5] = [0x01, 0x02, 0x03, 0x04, 0x05];
+    let key_tags: &[u32] = match algorithm {
+        Algorithm::EccP256 | Algorithm::EccP384 => &[EC_PRIVATE],
+        Algorithm::Ed25519 => &[ED25519_PRIVATE],
+        Algorithm::X25519 => &[X25519_PRIVATE],
+        Algorithm::Rsa1024 | Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096 => {
+            &RSA_PARTS
+        }
     };
-    let Some(scalar) = find(&items, EC_PRIVATE).filter(|s| !s.is_empty() && s.len() <= field)
-    else {
-        return bad_data("the private scalar (06) is missing or too long");
+    let mut allowed = key_tags.to_vec();
+    allowed.extend([tag::PIN_POLICY, tag::TOUCH_POLICY]);
+    let Some(items) = template_items(&apdu.data, &allowed) else {
+        return bad_data("IMPORT: unexpected, repeated or malformed items for this key type");
     };
     let (pin_policy, touch_policy) = match policies(&items) {
         Ok(p) => p,
         Err(reason) => return bad_data(reason),
     };
-    // Hosts may drop leading zero bytes; the card takes field-length scalars.
-    let mut padded = Zeroizing::new(vec![0u8; field]);
-    padded[field - scalar.len()..].copy_from_slice(scalar);
-    match card.import_key(slot, algorithm, &padded, pin_policy, touch_policy) {
+    let result = if algorithm.is_rsa() {
+        let part = |t: u32| find(&items, t).map(<[u8]>::to_vec);
+        let (Some(p), Some(q), Some(dp), Some(dq), Some(qinv)) =
+            (part(0x01), part(0x02), part(0x03), part(0x04), part(0x05))
+        else {
+            return bad_data("an RSA import needs p, q, dP, dQ and qInv (tags 01 to 05)");
+        };
+        let parts = RsaComponents { p, q, dp, dq, qinv };
+        card.import_rsa_key(slot, algorithm, &parts, pin_policy, touch_policy)
+    } else {
+        let Some(private) = find(&items, key_tags[0]).filter(|s| !s.is_empty()) else {
+            return bad_data("the private key is missing");
+        };
+        match algorithm.ecdsa_field_len() {
+            Some(field) => {
+                if private.len() > field {
+                    return bad_data("the private scalar (06) is too long");
+                }
+                // Hosts may drop leading zero bytes; the card takes
+                // field-length scalars.
+                let mut padded = Zeroizing::new(vec![0u8; field]);
+                padded[field - private.len()..].copy_from_slice(private);
+                card.import_key(slot, algorithm, &padded, pin_policy, touch_policy)
+            }
+            None => card.import_key(slot, algorithm, private, pin_policy, touch_policy),
+        }
+    };
+    match result {
         Ok(_) => sw(StatusWord::Success),
         Err(e) => refuse(apdu.ins, &e),
     }
@@ -540,7 +586,7 @@ fn get_metadata(card: &mut Card, apdu: &CommandApdu) -> ResponseApdu {
 }
 
 fn slot_metadata_tlvs(meta: &KeyMetadata) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(meta.ec_point.len() + 20);
+    let mut out = Vec::with_capacity(meta.public_key_tlvs.len() + 20);
     tlv::write(&mut out, metadata_tag::ALGORITHM, &[meta.algorithm.id()]).ok()?;
     tlv::write(
         &mut out,
@@ -549,8 +595,8 @@ fn slot_metadata_tlvs(meta: &KeyMetadata) -> Option<Vec<u8>> {
     )
     .ok()?;
     tlv::write(&mut out, metadata_tag::ORIGIN, &[meta.origin.to_byte()]).ok()?;
-    let point = encode(tag::EC_POINT, &meta.ec_point)?;
-    tlv::write(&mut out, metadata_tag::PUBLIC_KEY, &point).ok()?;
+    // Tag 04: the public key as in GENERATE's 7F49, without the template.
+    tlv::write(&mut out, metadata_tag::PUBLIC_KEY, &meta.public_key_tlvs).ok()?;
     Some(out)
 }
 

@@ -18,6 +18,9 @@ use crate::piv::mgmt_crypto::HostAuthentication;
 use crate::piv::tlv;
 use crate::secret::{ManagementKey, ManagementKeyAlgorithm};
 
+/// RSA, Ed25519, X25519 and ECDH.
+mod key_types;
+
 const SERIAL: u32 = 12_345_678;
 
 fn card_with(alg: ManagementKeyAlgorithm, firmware: FirmwareVersion) -> Card {

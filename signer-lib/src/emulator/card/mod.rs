@@ -32,6 +32,7 @@ use std::time::Instant;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
+pub use crate::emulator::soft_key::RsaComponents;
 use crate::emulator::soft_key::{SoftKey, random_bytes};
 use crate::emulator::touch::{TouchOutcome, TouchSource, TouchTiming};
 use crate::error::{Error, Result};
@@ -104,8 +105,14 @@ pub struct KeyMetadata {
     pub origin: KeyOrigin,
     /// The public key as a SubjectPublicKeyInfo.
     pub public_key: PublicKey,
-    /// The uncompressed SEC1 point (tag 86 inside the 7F49 template).
+    /// The value of tag 86 for EC and 25519 keys (the uncompressed SEC1
+    /// point for P-256/P-384, the 32 raw bytes for Ed25519/X25519); empty
+    /// for RSA.
     pub ec_point: Vec<u8>,
+    /// The public key's TLVs as the device encodes them inside the 7F49
+    /// template and GET METADATA's tag 04: `81 modulus 82 exponent` for
+    /// RSA, `86 point` otherwise.
+    pub public_key_tlvs: Vec<u8>,
 }
 
 /// A management-key authentication in progress (zeroized).
@@ -740,16 +747,6 @@ impl Card {
         Ok(())
     }
 
-    fn check_implemented(algorithm: Algorithm) -> Result<()> {
-        if algorithm.is_implemented() {
-            Ok(())
-        } else {
-            Err(Error::UnsupportedAlgorithm {
-                algorithm: algorithm.to_string(),
-            })
-        }
-    }
-
     /// **Command** GENERATE ASYMMETRIC KEY PAIR (47) with the YubiKey policy
     /// tags AA and AB. Needs the management key. Not into f9. `Default`
     /// policies are resolved for the slot and stored resolved.
@@ -763,7 +760,6 @@ impl Card {
         self.enter(Cmd::Other);
         self.require_management_key()?;
         Self::check_key_slot(slot, "generate a key")?;
-        Self::check_implemented(algorithm)?;
         firmware::require_algorithm(self.state.firmware, algorithm)?; // E2
         let key = SoftKey::generate(algorithm)?;
         self.install_key(slot, key, pin_policy, touch_policy, KeyOrigin::Generated)
@@ -782,11 +778,38 @@ impl Card {
     ) -> Result<KeyMetadata> {
         self.enter(Cmd::Other);
         self.require_management_key()?;
-        Self::check_implemented(algorithm)?;
         firmware::require_algorithm(self.state.firmware, algorithm)?; // E2
+        if algorithm.is_rsa() {
+            return Err(Error::BadCommandData {
+                reason: format!("{algorithm} keys are imported as p, q, dP, dQ, qInv"),
+            });
+        }
         let key = SoftKey::from_scalar(algorithm, scalar).map_err(|_| Error::BadCommandData {
             reason: format!("not a valid {algorithm} private key"),
         })?;
+        self.install_key(slot, key, pin_policy, touch_policy, KeyOrigin::Imported)
+    }
+
+    /// **Command** IMPORT ASYMMETRIC KEY (FE) of an RSA key from its CRT
+    /// components (p, q, dP, dQ, qInv; e is 65537, as on the device). Needs
+    /// the management key. The modulus must have the algorithm's length and
+    /// dP, dQ, qInv must belong to p and q ([`Error::BadCommandData`]
+    /// otherwise, nothing stored).
+    pub fn import_rsa_key(
+        &mut self,
+        slot: SlotId,
+        algorithm: Algorithm,
+        parts: &RsaComponents,
+        pin_policy: PinPolicy,
+        touch_policy: TouchPolicy,
+    ) -> Result<KeyMetadata> {
+        self.enter(Cmd::Other);
+        self.require_management_key()?;
+        firmware::require_algorithm(self.state.firmware, algorithm)?; // E2
+        let key =
+            SoftKey::from_rsa_components(algorithm, parts).map_err(|e| Error::BadCommandData {
+                reason: format!("not a valid {algorithm} private key: {e}"),
+            })?;
         self.install_key(slot, key, pin_policy, touch_policy, KeyOrigin::Imported)
     }
 
@@ -804,7 +827,7 @@ impl Card {
             touch_policy.resolve(slot),
             origin,
         )?;
-        let metadata = key_metadata(&slot_key);
+        let metadata = key_metadata(&slot_key)?;
         self.state.keys.insert(slot, slot_key);
         self.touched_state();
         Ok(metadata)
@@ -817,17 +840,25 @@ impl Card {
         self.state
             .keys
             .get(&slot)
-            .map(key_metadata)
             .ok_or(Error::KeyNotFound { slot })
+            .and_then(key_metadata)
     }
 
-    /// **Command** GENERAL AUTHENTICATE (87) signing with a slot key.
-    /// `input` is the field-length integer the card signs (see
-    /// [`crate::model::ecdsa_card_input`]); any other length is
-    /// [`Error::BadCommandData`]. Checks, in the device's order: slot, key,
-    /// input, PIN policy, touch policy. When a touch is needed and not
-    /// cached, `events` gets [`TokenEvent::TouchRequired`] before the card
-    /// blocks on its touch source.
+    /// **Command** GENERAL AUTHENTICATE (87) with tag 81: the private-key
+    /// operation of the key in `slot` over `input`, as the device does it:
+    /// - P-256/P-384: ECDSA over the field-length integer (see
+    ///   [`crate::model::ecdsa_card_input`]); the DER signature;
+    /// - RSA 1024..4096: the raw private-key operation over a key-length
+    ///   block (signatures and decryption alike: the host pads and unpads);
+    ///   a block of another length, or not below the modulus, is refused;
+    /// - Ed25519: the signature of the message itself (not a digest);
+    /// - X25519: refused ([`Error::UnsupportedAlgorithm`]: it only agrees keys).
+    ///
+    /// A wrong-length input is [`Error::BadCommandData`]. Checks, in the
+    /// device's order: slot, key, input, PIN policy, touch policy. When a
+    /// touch is needed and not cached, `events` gets
+    /// [`TokenEvent::TouchRequired`] before the card blocks on its touch
+    /// source.
     pub fn sign(
         &mut self,
         slot: SlotId,
@@ -836,27 +867,129 @@ impl Card {
     ) -> Result<Vec<u8>> {
         self.enter(Cmd::Other);
         Self::check_key_slot(slot, "sign")?;
-        let (algorithm, pin_policy, touch_policy) = {
-            let key = self
-                .state
-                .keys
-                .get(&slot)
-                .ok_or(Error::KeyNotFound { slot })?;
-            (key.key.algorithm(), key.pin_policy, key.touch_policy)
+        let algorithm = self.slot_key(slot)?.key.algorithm();
+        match algorithm {
+            Algorithm::X25519 => {
+                return Err(Error::UnsupportedAlgorithm {
+                    algorithm: "X25519 (it agrees keys and cannot sign)".into(),
+                });
+            }
+            Algorithm::Ed25519 => {
+                if input.is_empty() {
+                    return Err(Error::BadCommandData {
+                        reason: "Ed25519 signs a message of at least one byte".into(),
+                    });
+                }
+            }
+            _ => {
+                let len = algorithm
+                    .ecdsa_field_len()
+                    .or_else(|| algorithm.rsa_bits().map(|b| b / 8))
+                    .ok_or_else(|| Error::UnsupportedAlgorithm {
+                        algorithm: algorithm.to_string(),
+                    })?;
+                if input.len() != len {
+                    return Err(Error::BadCommandData {
+                        reason: format!(
+                            "{algorithm} takes a {len}-byte input, got {} bytes",
+                            input.len()
+                        ),
+                    });
+                }
+            }
+        }
+        self.authorize_key_use(slot, events)?;
+        let out = self.slot_key(slot)?.key.private_operation(input)?;
+        Ok(out.to_vec())
+    }
+
+    /// **Command** GENERAL AUTHENTICATE (87) with tag 81 on an RSA key, for
+    /// decryption: the raw private-key operation over the key-length
+    /// ciphertext; the host removes the padding. Same checks as
+    /// [`Card::sign`]; the result is zeroizing (it is plaintext).
+    pub fn decrypt(
+        &mut self,
+        slot: SlotId,
+        ciphertext: &[u8],
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        self.enter(Cmd::Other);
+        Self::check_key_slot(slot, "decrypt")?;
+        let key = self.slot_key(slot)?;
+        let Some(len) = key.key.rsa_len() else {
+            return Err(Error::UnsupportedAlgorithm {
+                algorithm: format!("{} (only RSA keys decrypt)", key.key.algorithm()),
+            });
         };
-        let field = algorithm
-            .ecdsa_field_len()
-            .ok_or_else(|| Error::UnsupportedAlgorithm {
-                algorithm: algorithm.to_string(),
-            })?;
-        if input.len() != field {
+        if ciphertext.len() != len {
             return Err(Error::BadCommandData {
                 reason: format!(
-                    "{algorithm} signs a {field}-byte input, got {} bytes",
-                    input.len()
+                    "{} decrypts a {len}-byte block, got {} bytes",
+                    key.key.algorithm(),
+                    ciphertext.len()
                 ),
             });
         }
+        self.authorize_key_use(slot, events)?;
+        self.slot_key(slot)?.key.private_operation(ciphertext)
+    }
+
+    /// **Command** GENERAL AUTHENTICATE (87) with tag 85: ECDH with the key
+    /// in `slot` (P-256, P-384 or X25519) and the peer's public key (the
+    /// uncompressed SEC1 point, or X25519's 32 bytes); returns the shared
+    /// secret (the x-coordinate for P-256/P-384). Same PIN and touch checks
+    /// as [`Card::sign`]. Keys that cannot agree keys (RSA, Ed25519) are
+    /// [`Error::UnsupportedAlgorithm`]; a malformed or off-curve peer key is
+    /// [`Error::BadCommandData`].
+    pub fn key_agreement(
+        &mut self,
+        slot: SlotId,
+        peer_public: &[u8],
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        self.enter(Cmd::Other);
+        Self::check_key_slot(slot, "agree a key")?;
+        let algorithm = self.slot_key(slot)?.key.algorithm();
+        let expected = match algorithm {
+            Algorithm::EccP256 => 65,
+            Algorithm::EccP384 => 97,
+            Algorithm::X25519 => 32,
+            other => {
+                return Err(Error::UnsupportedAlgorithm {
+                    algorithm: format!("{other} (it cannot agree keys)"),
+                });
+            }
+        };
+        if peer_public.len() != expected {
+            return Err(Error::BadCommandData {
+                reason: format!(
+                    "{algorithm} key agreement takes a {expected}-byte public key, got {} bytes",
+                    peer_public.len()
+                ),
+            });
+        }
+        self.authorize_key_use(slot, events)?;
+        self.slot_key(slot)?.key.key_agreement(peer_public)
+    }
+
+    fn slot_key(&self, slot: SlotId) -> Result<&state::SlotKey> {
+        self.state
+            .keys
+            .get(&slot)
+            .ok_or(Error::KeyNotFound { slot })
+    }
+
+    /// The PIN and touch policies of the key in `slot`, enforced for one
+    /// use of the key.
+    fn authorize_key_use(
+        &mut self,
+        slot: SlotId,
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<()> {
+        let (pin_policy, touch_policy) = {
+            let key = self.slot_key(slot)?;
+            (key.pin_policy, key.touch_policy)
+        };
         let pin_ok = match pin_policy {
             PinPolicy::Never => true,
             PinPolicy::Once | PinPolicy::Default => self.session.pin_verified,
@@ -880,12 +1013,7 @@ impl Card {
             }
             TouchPolicy::Never | TouchPolicy::Default => {}
         }
-        let key = self
-            .state
-            .keys
-            .get(&slot)
-            .ok_or(Error::KeyNotFound { slot })?;
-        key.key.sign_prehash(input)
+        Ok(())
     }
 
     fn wait_for_touch(
@@ -1040,15 +1168,21 @@ impl Card {
     }
 }
 
-fn key_metadata(key: &state::SlotKey) -> KeyMetadata {
-    KeyMetadata {
+fn key_metadata(key: &state::SlotKey) -> Result<KeyMetadata> {
+    let public_key_tlvs = key.key.public_key_tlvs()?;
+    let ec_point = match tlv::read(&public_key_tlvs) {
+        Ok((t, _)) if t.tag == tag::EC_POINT => t.value.to_vec(),
+        _ => Vec::new(),
+    };
+    Ok(KeyMetadata {
         algorithm: key.key.algorithm(),
         pin_policy: key.pin_policy,
         touch_policy: key.touch_policy,
         origin: key.origin,
         public_key: key.public_key.clone(),
-        ec_point: key.key.ec_point(),
-    }
+        ec_point,
+        public_key_tlvs,
+    })
 }
 
 /// The length of PIN and PUK reference data in VERIFY, CHANGE REFERENCE

@@ -157,9 +157,13 @@ struct SlotKeyRecord {
 
 impl Serialize for SlotKey {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let private = self
+            .key
+            .private_bytes()
+            .map_err(serde::ser::Error::custom)?;
         SlotKeyRecord {
             algorithm: self.key.algorithm(),
-            private_key: SecretBytes::new(&self.key.scalar_bytes()),
+            private_key: SecretBytes::new(&private),
             pin_policy: self.pin_policy,
             touch_policy: self.touch_policy,
             origin: self.origin,
@@ -171,7 +175,7 @@ impl Serialize for SlotKey {
 impl<'de> Deserialize<'de> for SlotKey {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let record = SlotKeyRecord::deserialize(deserializer)?;
-        let key = SoftKey::from_scalar(record.algorithm, record.private_key.as_bytes())
+        let key = SoftKey::from_private_bytes(record.algorithm, record.private_key.as_bytes())
             .map_err(|_| de::Error::custom(format!("invalid {} private key", record.algorithm)))?;
         SlotKey::new(key, record.pin_policy, record.touch_policy, record.origin)
             .map_err(de::Error::custom)
