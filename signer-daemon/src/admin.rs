@@ -93,7 +93,10 @@ fn parse_firmware(s: &str) -> Result<FirmwareVersion, String> {
         p.parse::<u8>()
             .map_err(|_| format!("firmware version {s:?} is not MAJOR.MINOR.PATCH"))
     };
-    Ok(FirmwareVersion::new(n(a)?, n(b)?, n(c)?))
+    let version = FirmwareVersion::new(n(a)?, n(b)?, n(c)?);
+    // E2: only the firmware generations the emulator models.
+    signer_lib::emulator::card::firmware::check_modelled(version).map_err(|e| e.to_string())?;
+    Ok(version)
 }
 
 /// `signer-daemon emulated ...`
@@ -117,7 +120,13 @@ pub struct InitArgs {
     /// Management key algorithm (default: aes192 on firmware 5.7+, tdes before).
     #[arg(long, value_name = "ALG")]
     pub mgmt_key_alg: Option<ManagementKeyAlgorithm>,
-    /// Firmware version to emulate.
+    /// Firmware version to emulate, and so what the card refuses: 4.3.5 to
+    /// 4.3.x (YubiKey 4: no GET METADATA, 3DES management key only, no
+    /// Ed25519/X25519/RSA-3072/4096, no MOVE/DELETE KEY), 5.0.0 to 5.2.x (no
+    /// GET METADATA), 5.3.0 to 5.6.x (metadata; AES management keys from
+    /// 5.4.0), 5.7.x (everything; AES-192 default management key; the 2024
+    /// attestation PKI from 5.7.4). Other versions are refused. See README
+    /// "Firmware generations".
     #[arg(long, value_name = "X.Y.Z", default_value = "5.7.4", value_parser = parse_firmware)]
     pub firmware: FirmwareVersion,
 }
