@@ -34,7 +34,10 @@ use signer_lib::{Error, Result};
 #[derive(Debug, Args)]
 pub struct EmulateCardArgs {
     /// The emulated token's state file (create it with `signer-daemon
-    /// emulated init`). The bridge holds it for as long as it runs.
+    /// emulated init`). The bridge holds it for as long as it runs. The card
+    /// answers as the firmware the file was created with (`emulated init
+    /// --firmware 4.3.7`, `5.2.7`, ..., default 5.7.4) and refuses what that
+    /// firmware refuses (README "Firmware generations").
     #[arg(
         long,
         value_name = "FILE",
@@ -419,6 +422,53 @@ mod tests {
         assert!(
             err.contains("no emulated token state at /nonexistent"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_yubikey_4_token_answers_as_firmware_4_3() {
+        use signer_lib::FirmwareVersion;
+        use signer_lib::emulator::{EmulatedToken, InitOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("yk4.state");
+        drop(
+            EmulatedToken::init(
+                &path,
+                &InitOptions {
+                    serial: Some(12_345_678),
+                    firmware: FirmwareVersion::new(4, 3, 7),
+                    ..InitOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        let mut card = open_emulated_card(&path, TouchArg::Approve).unwrap();
+        let select_piv = [0x00, 0xa4, 0x04, 0x00, 0x05, 0xa0, 0x00, 0x00, 0x03, 0x08];
+        assert_eq!(
+            card.transmit(&select_piv)[..].last_chunk(),
+            Some(&[0x90, 0x00])
+        );
+        // GET VERSION 4.3.7; no GET SERIAL or GET METADATA in a YubiKey 4's PIV.
+        assert_eq!(
+            card.transmit(&[0x00, 0xfd, 0x00, 0x00])[..],
+            [0x04, 0x03, 0x07, 0x90, 0x00]
+        );
+        assert_eq!(card.transmit(&[0x00, 0xf8, 0x00, 0x00])[..], [0x6d, 0x00]);
+        assert_eq!(
+            card.transmit(&[0x00, 0xf7, 0x00, 0x80, 0x00])[..],
+            [0x6d, 0x00]
+        );
+        // The serial comes from the OTP applet, as yubico-piv-tool reads it.
+        let select_otp = [
+            0x00, 0xa4, 0x04, 0x00, 0x07, 0xa0, 0x00, 0x00, 0x05, 0x27, 0x20, 0x01,
+        ];
+        assert_eq!(
+            card.transmit(&select_otp)[..].last_chunk(),
+            Some(&[0x90, 0x00])
+        );
+        assert_eq!(
+            card.transmit(&[0x00, 0x01, 0x10, 0x00])[..],
+            [0x00, 0xbc, 0x61, 0x4e, 0x90, 0x00]
         );
     }
 
