@@ -13,9 +13,24 @@
 //!
 //! The header names the format and its version, and carries a checksum of
 //! the body so that a truncated or damaged file is detected before anything
-//! is parsed. A file of another version is refused with
+//! is parsed. A file of an unknown (newer) version is refused with
 //! [`Error::UnsupportedStateVersion`]; a damaged one with
 //! [`Error::CorruptState`]. Neither is ever modified by a failed open.
+//!
+//! # Versions and migration
+//!
+//! - **1**: slot keys are P-256/P-384 only (`private_key`: the big-endian
+//!   scalar).
+//! - **2** (written by this build): every YubiKey 5.7 key type. The JSON
+//!   schema is version 1's; `private_key` holds the P-256/P-384 scalar, the
+//!   Ed25519 seed, the X25519 secret (32 bytes each), or the PKCS#1
+//!   `RSAPrivateKey` DER for RSA keys.
+//!
+//! A version 1 file is read as it is (a version 1 file holding another key
+//! type is refused as corrupt: no version 1 writer made one), keeps working,
+//! and is written back as version 2 at the first change of state (after
+//! which builds that only read version 1 refuse it with
+//! [`Error::UnsupportedStateVersion`]).
 //!
 //! # Writes and locking
 //!
@@ -37,11 +52,19 @@ use zeroize::Zeroizing;
 use crate::emulator::card::CardState;
 use crate::emulator::soft_key::random_bytes;
 use crate::error::{Error, Result};
+use crate::model::Algorithm;
 
 /// The format name in the header line.
 pub const FORMAT_NAME: &str = "signer-emulated-piv-token";
-/// The format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes (and the newest it reads).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build reads (and migrates on the next
+/// write).
+pub const OLDEST_READABLE_VERSION: u32 = 1;
+
+/// The key types a version 1 file may hold.
+const VERSION_1_ALGORITHMS: [Algorithm; 2] = [Algorithm::EccP256, Algorithm::EccP384];
 
 /// An open, locked state file.
 #[derive(Debug)]
@@ -230,7 +253,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<CardState> {
         .next()
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| corrupt("the header has no format version".into()))?;
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(Error::UnsupportedStateVersion {
             path: path.to_path_buf(),
             found: version,
@@ -262,6 +285,20 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<CardState> {
     state
         .validate()
         .map_err(|reason| corrupt(format!("inconsistent contents: {reason}")))?;
+    if version == 1 {
+        if let Some((slot, algorithm)) = state
+            .key_algorithms()
+            .find(|(_, a)| !VERSION_1_ALGORITHMS.contains(a))
+        {
+            return Err(corrupt(format!(
+                "a version 1 file cannot hold the {algorithm} key in slot {slot} (version 1 has P-256 and P-384 keys only)"
+            )));
+        }
+        tracing::info!(
+            path = %path.display(),
+            "emulated token state file of format version 1: it keeps working and is written as version {FORMAT_VERSION} at the next change"
+        );
+    }
     Ok(state)
 }
 

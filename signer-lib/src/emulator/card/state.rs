@@ -312,6 +312,11 @@ impl CardState {
         self.management_key.algorithm
     }
 
+    /// The slot and key type of every stored key (f9 included).
+    pub fn key_algorithms(&self) -> impl Iterator<Item = (SlotId, Algorithm)> + '_ {
+        self.keys.iter().map(|(slot, k)| (*slot, k.key.algorithm()))
+    }
+
     /// Check the invariants the card relies on; `Err` names the first
     /// violation (never a secret value). Used on every state file load.
     pub fn validate(&self) -> std::result::Result<(), String> {
