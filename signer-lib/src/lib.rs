@@ -46,4 +46,6 @@ pub use model::{
 };
 pub use secret::{ManagementKey, ManagementKeyAlgorithm, Pin, Puk};
 pub use selector::TokenSelector;
-pub use token::{Attestation, ImportKey, RetryCounters, SignRequest, Token, TokenEvent};
+pub use token::{
+    Attestation, ImportKey, RetryCounters, RsaCrtComponents, SignRequest, Token, TokenEvent,
+};

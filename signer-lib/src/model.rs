@@ -247,9 +247,14 @@ impl Algorithm {
         })
     }
 
-    /// Whether the backends in this crate can generate, sign and attest with it.
+    /// Whether the backends in this crate can generate, import, list and
+    /// attest keys of this type: every key type of the YubiKey PIV applet
+    /// (whether a given token offers it depends on its firmware: the card
+    /// refuses, and the refusal is [`Error::UnsupportedAlgorithm`]). Keys
+    /// that can sign ([`Algorithm::can_sign`]) sign with the schemes of
+    /// [`SignatureScheme`].
     pub fn is_implemented(self) -> bool {
-        matches!(self, Algorithm::EccP256 | Algorithm::EccP384)
+        true
     }
 
     /// Length in bytes of a field element (the digest input the card expects

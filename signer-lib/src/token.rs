@@ -118,14 +118,109 @@ pub struct Attestation {
 }
 
 /// Private key material to import (admin operation; imported keys cannot be
-/// attested). The scalar is zeroized on drop.
+/// attested). Zeroized on drop. Build it with [`ImportKey::ec`],
+/// [`ImportKey::ed25519`], [`ImportKey::x25519`] or [`ImportKey::rsa`].
 #[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct ImportKey {
-    /// The curve.
+    /// The key type.
     #[zeroize(skip)]
     pub algorithm: Algorithm,
-    /// The private scalar, big-endian, field-length bytes.
+    /// P-256/P-384: the private scalar, big-endian, field-length bytes.
+    /// Ed25519: the 32-byte seed (RFC 8032 private key). X25519: the 32-byte
+    /// secret (RFC 7748). Empty for RSA (see `rsa`).
     pub scalar: Vec<u8>,
+    /// RSA: the CRT components as IMPORT ASYMMETRIC KEY sends them.
+    pub rsa: Option<RsaCrtComponents>,
+}
+
+/// The CRT components of an RSA private key, big-endian: p, q, d mod (p−1),
+/// d mod (q−1), q⁻¹ mod p (IMPORT tags 01..05; the public exponent is
+/// 65537 on a YubiKey). Zeroized on drop.
+#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct RsaCrtComponents {
+    /// Prime p.
+    pub p: Vec<u8>,
+    /// Prime q.
+    pub q: Vec<u8>,
+    /// d mod (p − 1).
+    pub dp: Vec<u8>,
+    /// d mod (q − 1).
+    pub dq: Vec<u8>,
+    /// q⁻¹ mod p.
+    pub qinv: Vec<u8>,
+}
+
+impl ImportKey {
+    /// A P-256 or P-384 private scalar.
+    pub fn ec(algorithm: Algorithm, scalar: &[u8]) -> ImportKey {
+        ImportKey {
+            algorithm,
+            scalar: scalar.to_vec(),
+            rsa: None,
+        }
+    }
+
+    /// An Ed25519 private key (its 32-byte seed).
+    pub fn ed25519(seed: &[u8]) -> ImportKey {
+        ImportKey {
+            algorithm: Algorithm::Ed25519,
+            scalar: seed.to_vec(),
+            rsa: None,
+        }
+    }
+
+    /// An X25519 private key (its 32 bytes).
+    pub fn x25519(secret: &[u8]) -> ImportKey {
+        ImportKey {
+            algorithm: Algorithm::X25519,
+            scalar: secret.to_vec(),
+            rsa: None,
+        }
+    }
+
+    /// An RSA private key (1024/2048/3072/4096 bits, public exponent 65537
+    /// as a YubiKey requires; [`crate::Error::UnsupportedAlgorithm`] otherwise).
+    pub fn rsa(key: &rsa::RsaPrivateKey) -> Result<ImportKey> {
+        use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+        let unsupported = |what: String| crate::Error::UnsupportedAlgorithm { algorithm: what };
+        let algorithm = match key.n().bits_vartime() {
+            1024 => Algorithm::Rsa1024,
+            2048 => Algorithm::Rsa2048,
+            3072 => Algorithm::Rsa3072,
+            4096 => Algorithm::Rsa4096,
+            bits => return Err(unsupported(format!("RSA with a {bits}-bit modulus"))),
+        };
+        if key.e() != &rsa::BoxedUint::from(65537u32) {
+            return Err(unsupported(
+                "RSA with a public exponent other than 65537".into(),
+            ));
+        }
+        let primes = key.primes();
+        let (Some(p), Some(q), Some(dp), Some(dq), Some(qinv)) = (
+            primes.first(),
+            primes.get(1),
+            key.dp(),
+            key.dq(),
+            key.crt_coefficient(),
+        ) else {
+            return Err(unsupported("RSA without two primes and CRT values".into()));
+        };
+        if primes.len() != 2 {
+            return Err(unsupported("multi-prime RSA".into()));
+        }
+        let be = |v: &rsa::BoxedUint| v.to_be_bytes_trimmed_vartime().to_vec();
+        Ok(ImportKey {
+            algorithm,
+            scalar: Vec::new(),
+            rsa: Some(RsaCrtComponents {
+                p: be(p),
+                q: be(q),
+                dp: be(dp),
+                dq: be(dq),
+                qinv: be(&qinv),
+            }),
+        })
+    }
 }
 
 impl std::fmt::Debug for ImportKey {

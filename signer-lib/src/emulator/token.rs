@@ -360,9 +360,23 @@ impl Token for EmulatedToken {
                 operation: "import a key (use the card API to replace the attestation key)",
             });
         }
-        let meta = self.run(|card| {
-            card.import_key(slot, key.algorithm, &key.scalar, pin_policy, touch_policy)
-        })?;
+        let meta = match &key.rsa {
+            Some(parts) if key.algorithm.is_rsa() => {
+                let parts = crate::emulator::card::RsaComponents {
+                    p: parts.p.clone(),
+                    q: parts.q.clone(),
+                    dp: parts.dp.clone(),
+                    dq: parts.dq.clone(),
+                    qinv: parts.qinv.clone(),
+                };
+                self.run(|card| {
+                    card.import_rsa_key(slot, key.algorithm, &parts, pin_policy, touch_policy)
+                })?
+            }
+            _ => self.run(|card| {
+                card.import_key(slot, key.algorithm, &key.scalar, pin_policy, touch_policy)
+            })?,
+        };
         self.key_info(slot, meta)
     }
 

@@ -136,8 +136,12 @@ pub mod tag {
     pub const TOUCH_POLICY: u32 = 0xab;
     /// Public key template (GENERATE ASYMMETRIC response).
     pub const PUBLIC_KEY_TEMPLATE: u32 = 0x7f49;
-    /// EC point inside the public key template.
+    /// EC point (or Ed25519/X25519 public key) inside the public key template.
     pub const EC_POINT: u32 = 0x86;
+    /// RSA modulus inside the public key template.
+    pub const RSA_MODULUS: u32 = 0x81;
+    /// RSA public exponent inside the public key template.
+    pub const RSA_EXPONENT: u32 = 0x82;
 }
 
 /// GET METADATA (F7) response tags.

@@ -15,6 +15,7 @@ use crate::piv::apdu::{CLA_CHAINING, CommandApdu, ResponseApdu, StatusWord};
 use crate::piv::mgmt_crypto::HostAuthentication;
 use crate::piv::{PIV_AID, ins, key_ref, metadata_tag, object, tag, tlv};
 use crate::secret::{ManagementKey, ManagementKeyAlgorithm, Pin, Puk};
+use crate::token::ImportKey;
 use crate::transport::ApduLink;
 
 /// Largest data field of one short command APDU; longer data is chained.
@@ -46,8 +47,9 @@ pub struct SlotMetadata {
     pub pin_policy: PinPolicy,
     /// Touch policy (as stored).
     pub touch_policy: TouchPolicy,
-    /// Generated or imported.
-    pub origin: KeyOrigin,
+    /// Generated or imported; `None` when the device cannot tell (firmware
+    /// before 5.3, a key that cannot be attested).
+    pub origin: Option<KeyOrigin>,
     /// The public key.
     pub public_key: PublicKey,
 }
@@ -330,16 +332,41 @@ impl<'a> PivChannel<'a> {
         tlv::write(&mut inner, tag::CHALLENGE, input).map_err(|e| protocol(e.to_string()))?;
         let mut data = Vec::with_capacity(inner.len() + 4);
         tlv::write(&mut data, tag::DYN_AUTH, &inner).map_err(|e| protocol(e.to_string()))?;
-        self.transmit(
-            &CommandApdu::new(
-                0,
-                ins::GENERAL_AUTHENTICATE,
-                algorithm.id(),
-                slot.key_reference(),
-            )
-            .with_data(data)
-            .with_le(256),
+        let command = CommandApdu::new(
+            0,
+            ins::GENERAL_AUTHENTICATE,
+            algorithm.id(),
+            slot.key_reference(),
         )
+        .with_data(data);
+        if command.data.len() > SHORT_DATA || algorithm.is_rsa() {
+            // RSA blocks and long Ed25519 messages: one extended-length
+            // APDU (YubiKey 4 and 5 take up to 3062 bytes) with an extended
+            // Le, so the whole signature comes back in one response.
+            self.transmit_extended(&command.with_le(65536))
+        } else {
+            self.transmit(&command.with_le(256))
+        }
+    }
+
+    /// Send one command as a single extended-length APDU (no chaining),
+    /// collecting `61xx` continuations if the card still sends any.
+    pub fn transmit_extended(&mut self, command: &CommandApdu) -> Result<ResponseApdu> {
+        let mut response = self.exchange(command)?;
+        let mut data = Zeroizing::new(std::mem::take(&mut *response.data));
+        while let StatusWord::MoreData(n) = response.sw {
+            let le = if n == 0 { 256 } else { usize::from(n) };
+            let get = CommandApdu::new(0, ins::GET_RESPONSE, 0, 0).with_le(le);
+            response = self.exchange(&get)?;
+            data.extend_from_slice(&response.data);
+            if data.len() > MAX_RESPONSE {
+                return Err(protocol("the card's response exceeds 64 KiB"));
+            }
+        }
+        Ok(ResponseApdu {
+            data,
+            sw: response.sw,
+        })
     }
 
     /// GENERATE ASYMMETRIC KEY PAIR; returns the public key.
@@ -385,21 +412,54 @@ impl<'a> PivChannel<'a> {
         public_key_from_template(algorithm, template)
     }
 
-    /// IMPORT ASYMMETRIC KEY (EC).
+    /// IMPORT ASYMMETRIC KEY: RSA as its CRT components (tags 01..05), EC
+    /// as the scalar (06), Ed25519 as the seed (07), X25519 as the secret
+    /// (08). Longer than one short APDU (RSA) goes chained.
     pub fn import(
         &mut self,
         slot: SlotId,
-        algorithm: Algorithm,
-        scalar: &[u8],
+        key: &ImportKey,
         pin_policy: PinPolicy,
         touch_policy: TouchPolicy,
     ) -> Result<()> {
         const EC_PRIVATE: u32 = 0x06;
-        let mut data = Zeroizing::new(Vec::with_capacity(scalar.len() + 8));
+        const ED25519_PRIVATE: u32 = 0x07;
+        const X25519_PRIVATE: u32 = 0x08;
+        let algorithm = key.algorithm;
+        let mut data = Zeroizing::new(Vec::with_capacity(key.scalar.len() + 1300));
         let w = |out: &mut Vec<u8>, t: u32, v: &[u8]| {
             tlv::write(out, t, v).map_err(|e| protocol(e.to_string()))
         };
-        w(&mut data, EC_PRIVATE, scalar)?;
+        let bad = |reason: &str| Error::BadCommandData {
+            reason: format!("{algorithm} import: {reason}"),
+        };
+        if let Some(bits) = algorithm.rsa_bits() {
+            let parts = key.rsa.as_ref().ok_or_else(|| bad("no CRT components"))?;
+            // Each component is half the modulus, left-padded as the device expects.
+            let half = bits / 16;
+            for (t, v) in [
+                (0x01, &parts.p),
+                (0x02, &parts.q),
+                (0x03, &parts.dp),
+                (0x04, &parts.dq),
+                (0x05, &parts.qinv),
+            ] {
+                let v = trim_zeros(v);
+                if v.is_empty() || v.len() > half {
+                    return Err(bad("a CRT component does not fit the key size"));
+                }
+                let mut padded = Zeroizing::new(vec![0u8; half]);
+                padded[half - v.len()..].copy_from_slice(v);
+                w(&mut data, t, &padded)?;
+            }
+        } else {
+            let t = match algorithm {
+                Algorithm::Ed25519 => ED25519_PRIVATE,
+                Algorithm::X25519 => X25519_PRIVATE,
+                _ => EC_PRIVATE,
+            };
+            w(&mut data, t, &key.scalar)?;
+        }
         if pin_policy != PinPolicy::Default {
             w(&mut data, tag::PIN_POLICY, &[pin_policy.to_byte()])?;
         }
@@ -410,7 +470,15 @@ impl<'a> PivChannel<'a> {
             &CommandApdu::new(0, ins::IMPORT_KEY, algorithm.id(), slot.key_reference())
                 .with_data(data.to_vec()),
         )?;
-        admin_status(r.sw, "IMPORT ASYMMETRIC KEY")
+        match r.sw {
+            StatusWord::IncorrectP1P2 | StatusWord::FunctionNotSupported => {
+                Err(Error::UnsupportedAlgorithm {
+                    algorithm: algorithm.to_string(),
+                })
+            }
+            StatusWord::IncorrectData => Err(bad("the card refused the key material")),
+            sw => admin_status(sw, "IMPORT ASYMMETRIC KEY"),
+        }
     }
 
     /// ATTEST (F9): the slot's attestation certificate (DER).
@@ -614,6 +682,12 @@ pub fn public_key_from_point(algorithm: Algorithm, point: &[u8]) -> Result<Publi
             .map_err(|e| bad(&e))?
             .to_public_key_der()
             .map_err(|e| bad(&e))?,
+        Algorithm::Ed25519 => {
+            return PublicKey::from_ed25519_bytes(point).map_err(|e| bad(&e));
+        }
+        Algorithm::X25519 => {
+            return PublicKey::from_x25519_bytes(point).map_err(|e| bad(&e));
+        }
         other => {
             return Err(Error::UnsupportedAlgorithm {
                 algorithm: other.to_string(),
@@ -626,11 +700,38 @@ pub fn public_key_from_point(algorithm: Algorithm, point: &[u8]) -> Result<Publi
     })
 }
 
-fn public_key_from_template(algorithm: Algorithm, template: &[u8]) -> Result<PublicKey> {
-    let point = tlv::find(template, tag::EC_POINT)
-        .map_err(|e| protocol(format!("public key template: {e}")))?
-        .ok_or_else(|| protocol("public key template without an EC point (86)"))?;
+/// A public key from the contents of a public key template (7F49 of
+/// GENERATE, tag 04 of GET METADATA): `81 modulus 82 exponent` for RSA (the
+/// modulus must have the algorithm's size), `86 point` otherwise (SEC1
+/// uncompressed for P-256/P-384, 32 raw bytes for Ed25519/X25519).
+pub fn public_key_from_template(algorithm: Algorithm, template: &[u8]) -> Result<PublicKey> {
+    let items =
+        tlv::parse_all(template).map_err(|e| protocol(format!("public key template: {e}")))?;
+    let find = |t: u32| items.iter().find(|i| i.tag == t).map(|i| i.value);
+    if algorithm.is_rsa() {
+        let (Some(n), Some(e)) = (find(tag::RSA_MODULUS), find(tag::RSA_EXPONENT)) else {
+            return Err(protocol(
+                "RSA public key template without a modulus (81) and exponent (82)",
+            ));
+        };
+        let key = PublicKey::from_rsa_components(n, e)
+            .map_err(|e| protocol(format!("invalid {algorithm} public key from the card: {e}")))?;
+        if key.algorithm != algorithm {
+            return Err(protocol(format!(
+                "the card reported an {algorithm} key with an {} modulus",
+                key.algorithm
+            )));
+        }
+        return Ok(key);
+    }
+    let point =
+        find(tag::EC_POINT).ok_or_else(|| protocol("public key template without a point (86)"))?;
     public_key_from_point(algorithm, point)
+}
+
+fn trim_zeros(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|&b| b != 0).unwrap_or(v.len());
+    &v[start..]
 }
 
 fn parse_slot_metadata(data: &[u8]) -> Result<SlotMetadata> {
@@ -650,19 +751,12 @@ fn parse_slot_metadata(data: &[u8]) -> Result<SlotMetadata> {
     };
     let public = find(metadata_tag::PUBLIC_KEY)
         .ok_or_else(|| protocol("key metadata without a public key"))?;
-    let public_key = match algorithm.ecdsa_field_len() {
-        Some(_) => public_key_from_template(algorithm, public)?,
-        None => {
-            return Err(Error::UnsupportedAlgorithm {
-                algorithm: algorithm.to_string(),
-            });
-        }
-    };
+    let public_key = public_key_from_template(algorithm, public)?;
     Ok(SlotMetadata {
         algorithm,
         pin_policy,
         touch_policy,
-        origin,
+        origin: Some(origin),
         public_key,
     })
 }

@@ -18,6 +18,9 @@ use crate::secret::{ManagementKey, ManagementKeyAlgorithm, Pin, Puk};
 use crate::token::{Attestation, ImportKey, RetryCounters, SignRequest, Token, TokenEvent};
 use crate::transport::{CardTransport, is_connection_lost};
 
+/// The first firmware with GET METADATA.
+const FIRST_WITH_METADATA: FirmwareVersion = FirmwareVersion::new(5, 3, 0);
+
 /// The model name a hardware token reports.
 pub const HARDWARE_MODEL: &str = "YubiKey (PIV over PC/SC)";
 
@@ -212,14 +215,92 @@ impl HardwareToken {
         }
     }
 
-    /// GET METADATA for `slot`, cached for the connection.
+    /// What the token says about the key in `slot`, cached for the
+    /// connection: GET METADATA (firmware 5.3+), else (YubiKey 4, 5.0–5.2)
+    /// what its attestation certificate says ([`Self::metadata_from_attestation`]).
     fn metadata(&mut self, slot: SlotId) -> Result<SlotMetadata> {
         if let Some(m) = self.keys.get(&slot) {
             return Ok(m.clone());
         }
-        let meta = self.run(|ch| reselecting(ch, |ch| ch.slot_metadata(slot)))?;
+        let meta = if self.firmware < FIRST_WITH_METADATA {
+            self.metadata_from_attestation(slot)?
+        } else {
+            match self.run(|ch| reselecting(ch, |ch| ch.slot_metadata(slot))) {
+                Err(Error::NotSupported { .. }) => self.metadata_from_attestation(slot)?,
+                other => other?,
+            }
+        };
         self.keys.insert(slot, meta.clone());
         Ok(meta)
+    }
+
+    /// A key's algorithm, policies and public key without GET METADATA, as
+    /// yubico-piv-tool and ykman learn them on YubiKey 4 and 5 before 5.3:
+    /// ATTEST the slot and read the certificate's public key and Yubico's
+    /// policy extension (1.3.6.1.4.1.41482.3.8: PIN policy, touch policy);
+    /// the key was generated on the device (only those can be attested).
+    /// A key that cannot be attested (imported) is described by the slot's
+    /// certificate instead: its public key, the slot's default PIN policy,
+    /// touch policy `never`, origin unknown (the device cannot tell more).
+    /// An empty slot, or an imported key without a certificate, is
+    /// [`Error::KeyNotFound`].
+    fn metadata_from_attestation(&mut self, slot: SlotId) -> Result<SlotMetadata> {
+        let attested = self.run(|ch| reselecting(ch, |ch| ch.attest(slot)));
+        let (certificate, attested) = match attested {
+            Ok(der) => (der, true),
+            Err(Error::NotAttestable { .. }) => {
+                match self.run(|ch| reselecting(ch, |ch| ch.certificate(slot))) {
+                    Ok(der) => (der, false),
+                    Err(Error::CertificateNotFound { .. }) => {
+                        tracing::info!(
+                            %slot,
+                            "a key that cannot be attested and no certificate: without GET                              METADATA (firmware before 5.3) its algorithm cannot be learnt"
+                        );
+                        return Err(Error::KeyNotFound { slot });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let cert =
+            <x509_cert::Certificate as der::Decode>::from_der(&certificate).map_err(|e| {
+                Error::Protocol {
+                    reason: format!("slot {slot}: unreadable attestation/slot certificate: {e}"),
+                }
+            })?;
+        let spki =
+            der::Encode::to_der(cert.tbs_certificate().subject_public_key_info()).map_err(|e| {
+                Error::Protocol {
+                    reason: format!("slot {slot}: certificate public key: {e}"),
+                }
+            })?;
+        let public_key = PublicKey::from_spki_der(&spki)?;
+        if !attested {
+            return Ok(SlotMetadata {
+                algorithm: public_key.algorithm,
+                pin_policy: PinPolicy::Default,
+                touch_policy: TouchPolicy::Default,
+                origin: None,
+                public_key,
+            });
+        }
+        let (info, problems) = crate::attestation::extensions::decode(&cert);
+        let (Some(pin_policy), Some(touch_policy)) = (info.pin_policy, info.touch_policy) else {
+            return Err(Error::Protocol {
+                reason: format!(
+                    "slot {slot}: the attestation certificate has no usable policy extension ({})",
+                    problems.join("; ")
+                ),
+            });
+        };
+        Ok(SlotMetadata {
+            algorithm: public_key.algorithm,
+            pin_policy,
+            touch_policy,
+            origin: Some(crate::model::KeyOrigin::Generated),
+            public_key,
+        })
     }
 
     /// The management key's algorithm and whether it is the factory default
@@ -267,7 +348,7 @@ impl HardwareToken {
             certificate,
             meta.pin_policy.resolve(slot),
             meta.touch_policy.resolve(slot),
-            Some(meta.origin),
+            meta.origin,
         ))
     }
 
@@ -324,6 +405,26 @@ fn signature_from(response: &ResponseApdu) -> Result<Vec<u8>> {
             reason: "GENERAL AUTHENTICATE response without a signature (82)".into(),
         })?;
     Ok(sig.to_vec())
+}
+
+/// The signature in a GENERAL AUTHENTICATE response; an RSA signature is
+/// returned modulus-length (left-padded if the card dropped leading zeros).
+fn signature_of(algorithm: Algorithm, response: &ResponseApdu) -> Result<Vec<u8>> {
+    let sig = signature_from(response)?;
+    match algorithm.rsa_bits().map(|b| b / 8) {
+        Some(k) if sig.len() < k => {
+            let mut out = vec![0u8; k - sig.len()];
+            out.extend_from_slice(&sig);
+            Ok(out)
+        }
+        Some(k) if sig.len() > k => Err(Error::Protocol {
+            reason: format!(
+                "the card returned a {}-byte {algorithm} signature (at most {k})",
+                sig.len()
+            ),
+        }),
+        _ => Ok(sig),
+    }
 }
 
 fn check_admin_slot(slot: SlotId, operation: &'static str) -> Result<()> {
@@ -459,7 +560,7 @@ impl Token for HardwareToken {
                 response = ch.sign_raw(slot, algorithm, &input)?;
             }
             match response.sw {
-                StatusWord::Success => Ok(Ok(signature_from(&response)?)),
+                StatusWord::Success => Ok(Ok(signature_of(algorithm, &response)?)),
                 StatusWord::SecurityStatusNotSatisfied => {
                     // PIN not verified, or no touch in time: tell them apart.
                     let denied = if !needs_touch && touch_policy != TouchPolicy::Cached {
@@ -520,7 +621,7 @@ impl Token for HardwareToken {
     fn attest(&mut self, slot: SlotId) -> Result<Attestation> {
         check_admin_slot(slot, "be attested")?;
         let meta = self.fresh_metadata(slot)?;
-        if meta.origin == crate::model::KeyOrigin::Imported {
+        if meta.origin == Some(crate::model::KeyOrigin::Imported) {
             return Err(Error::NotAttestable { slot });
         }
         self.run(|ch| {
@@ -617,7 +718,7 @@ impl Token for HardwareToken {
         self.touched.remove(&slot);
         self.run(|ch| {
             ch.select_piv()?;
-            ch.import(slot, key.algorithm, &key.scalar, pin_policy, touch_policy)
+            ch.import(slot, key, pin_policy, touch_policy)
         })?;
         self.key(slot)
     }

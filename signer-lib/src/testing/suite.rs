@@ -995,10 +995,7 @@ pub fn imported_key_signs_but_cannot_be_attested<F: TokenFixture>(f: &mut F) {
     let key = ok(
         token.import_key(
             SlotId::Retired(0x83),
-            &ImportKey {
-                algorithm: Algorithm::EccP256,
-                scalar: secret.to_bytes().to_vec(),
-            },
+            &ImportKey::ec(Algorithm::EccP256, &secret.to_bytes()),
             PinPolicy::Never,
             TouchPolicy::Never,
         ),
@@ -1030,10 +1027,7 @@ pub fn imported_key_signs_but_cannot_be_attested<F: TokenFixture>(f: &mut F) {
         token
             .import_key(
                 SlotId::Retired(0x84),
-                &ImportKey {
-                    algorithm: Algorithm::EccP256,
-                    scalar: vec![0u8; 32],
-                },
+                &ImportKey::ec(Algorithm::EccP256, &[0u8; 32]),
                 PinPolicy::Never,
                 TouchPolicy::Never,
             )
@@ -1167,10 +1161,7 @@ pub fn unsupported_algorithms_are_rejected<F: TokenFixture>(f: &mut F) {
     assert_err!(
         token.import_key(
             SlotId::Signature,
-            &ImportKey {
-                algorithm: Algorithm::Ed25519,
-                scalar: vec![1u8; 32],
-            },
+            &ImportKey::ed25519(&[1u8; 32]),
             PinPolicy::Never,
             TouchPolicy::Never,
         ),
