@@ -92,6 +92,10 @@ pub struct ConfigFile {
     /// Poll an idle token every this many seconds to notice card changes
     /// (default 5; 0 disables).
     pub card_poll_secs: Option<u64>,
+    /// Threads of the async runtime that serve gRPC (default
+    /// [`DEFAULT_ASYNC_THREADS`]); the token workers and the audit writer
+    /// have their own threads either way.
+    pub async_threads: Option<usize>,
     /// Trust emulated tokens' attestation root (tests and CI only; default false).
     #[serde(default)]
     pub trust_emulated_root: bool,
@@ -102,6 +106,20 @@ pub struct ConfigFile {
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,
 }
+
+/// The async runtime's worker threads unless the configuration says
+/// otherwise: one. The gRPC side of a request costs about 100 µs of CPU
+/// (HTTP/2, protobuf, policy, the audit record), so one thread serves about
+/// 10,000 requests/s, more than a token signs; the card work and the audit
+/// `fdatasync` run on their own threads and never block it. A second
+/// worker bought no throughput and cost CPU: every request woken from
+/// outside the runtime (the token's answer, the audit line on disk) also
+/// woke the idle worker to look for work, which found none. Measured with
+/// `tests/scripts/bench.sh` (its "where the time went" table), 2 cores,
+/// one worker against two in the same run: tokio-side context switches per
+/// request 8.2 -> 4.9 (1 client), 3.1 -> 1.6 (8), 1.9 -> 1.0 (64); the
+/// daemon's CPU per request 615 -> 547 µs, 356 -> 302 µs, 269 -> 235 µs.
+pub const DEFAULT_ASYNC_THREADS: usize = 1;
 
 /// Errors that stop the daemon from starting.
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +265,15 @@ pub fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     let euid = rustix::process::geteuid().as_raw();
     let policy = policy_from(args.config.as_deref(), euid, &config)?;
+    let async_threads = match config.async_threads {
+        None => DEFAULT_ASYNC_THREADS,
+        Some(0) => {
+            return Err(ServeError::Config(
+                "async_threads = 0: the daemon needs at least one thread to serve requests".into(),
+            ));
+        }
+        Some(n) => n,
+    };
 
     let selectors: Vec<String> = if args.tokens.is_empty() {
         config.tokens.clone()
@@ -374,6 +401,7 @@ pub fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let daemon = Daemon::new(workers, policy, audit, trust, options);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(async_threads)
         .enable_all()
         .thread_name("signer-daemon")
         .build()

@@ -76,6 +76,7 @@ fn refuses_bad_configuration() {
     let sock = dir.path().join("s.sock");
     for (config, needle) in [
         ("sockett = \"/x\"\n", "unknown field"),
+        ("async_threads = 0\n", "at least one thread"),
         (
             "[[rule]]\nusers = [\"no-such-user-xyz\"]\noperations = [\"sign\"]\nkeys = [\"*\"]\n",
             "no user named",
