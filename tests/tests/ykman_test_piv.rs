@@ -25,6 +25,17 @@
 //! name, so the suite can only ever touch that card; pytest's stdin is
 //! `/dev/null` (CI has none).
 //!
+//! **Firmware generations.** The same suite runs against the card
+//! initialised as 5.7.4 (all of it), 5.4.3 (5.3 to 5.6: with its factory
+//! 3DES management key, and once with an AES-192 one that PIV RESET must
+//! turn back into 3DES), 5.2.7 (5.0 to 5.2) and 4.3.7 (a YubiKey 4: USB
+//! ATR and no `--reader`, see [`Run::atr`]). The suite gates tests by the
+//! version the card reports, as on real YubiKeys of that firmware; each
+//! generation's run expects exactly its gates' skips ([`BEFORE_5_7_SKIPS`],
+//! [`BEFORE_5_3_SKIPS`]) and that everything else passes. (The gates skip,
+//! they do not send the refused commands: that the card refuses them is
+//! shown by the emulator's own tests.)
+//!
 //! **What is asserted.** pytest ran to its end (exit status 0 or 1, a junit
 //! XML report with all [`SUITE_TESTS`] tests), and every test passed except
 //! the ones in [`JUSTIFIED_SKIPS`]: tests for hardware the emulated card
@@ -104,6 +115,48 @@ const JUSTIFIED_SKIPS: &[JustifiedSkip] = &[
     },
 ];
 
+/// One run of the suite: the emulated card's generation and how pytest
+/// reaches it.
+struct Run {
+    /// The `#[test]` function's name (the sandbox re-runs it by name).
+    test_name: &'static str,
+    /// Where its report goes: `target/tmp/ykman-test-piv/LABEL/`.
+    label: &'static str,
+    /// `emulated init` options after `--serial`.
+    init_args: &'static [&'static str],
+    /// `emulate-card --atr`: `nfc` with `--reader` (the suite's conftest
+    /// reads a reader's device info without a USB product id only over
+    /// NFC), `usb` without it (the conftest then finds the one YubiKey by
+    /// itself, its product id from the reader name).
+    atr: &'static str,
+    /// Pass `--reader "FULL READER NAME"`.
+    reader: bool,
+    /// Skips the firmware explains: (the suite's reason verbatim, how many
+    /// tests). The suite gates these by the firmware version the card
+    /// reports, as it does on a real YubiKey of that firmware.
+    firmware_skips: &'static [(&'static str, usize)],
+}
+
+/// What firmware 5.0 to 5.2 lacks, as the suite skips it: GET METADATA
+/// (5.3), RSA 3072/4096, Ed25519, X25519, MOVE/DELETE KEY (5.7).
+const BEFORE_5_3_SKIPS: &[(&str, usize)] = &[
+    ("Version < (5, 3, 0)", 26),
+    ("RSA3072 requires YubiKey 5.7 or later", 4),
+    ("RSA4096 requires YubiKey 5.7 or later", 4),
+    ("ED25519 requires YubiKey 5.7 or later", 3),
+    ("X25519 requires YubiKey 5.7 or later", 2),
+    ("Version < (5, 7, 0)", 2),
+];
+
+/// What firmware 5.3 to 5.6 lacks: the 5.7 key types and MOVE/DELETE KEY.
+const BEFORE_5_7_SKIPS: &[(&str, usize)] = &[
+    ("RSA3072 requires YubiKey 5.7 or later", 5),
+    ("RSA4096 requires YubiKey 5.7 or later", 5),
+    ("ED25519 requires YubiKey 5.7 or later", 4),
+    ("X25519 requires YubiKey 5.7 or later", 3),
+    ("Version < (5, 7, 0)", 2),
+];
+
 /// One test case of the junit report.
 #[derive(Debug, Clone)]
 struct Case {
@@ -172,7 +225,8 @@ fn cause(case: &Case) -> String {
 }
 
 /// Run the suite against the card in `sandbox`'s reader 0; the report's cases.
-fn run_suite(sandbox: &Sandbox, label: &str) -> (Vec<Case>, Option<i32>, PathBuf) {
+fn run_suite(sandbox: &Sandbox, run: &Run) -> (Vec<Case>, Option<i32>, PathBuf) {
+    let label = run.label;
     let (python, src) = suite_paths();
     let out_dir = out_dir(label);
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -183,7 +237,11 @@ fn run_suite(sandbox: &Sandbox, label: &str) -> (Vec<Case>, Option<i32>, PathBuf
     let mut pytest = sandbox.command(&python);
     pytest
         .args(["-m", "pytest", "tests/device/test_piv.py"])
-        .args(["--device", &SERIAL.to_string(), "--reader", &reader])
+        .args(["--device", &SERIAL.to_string()]);
+    if run.reader {
+        pytest.args(["--reader", &reader]);
+    }
+    pytest
         .arg(format!("--junitxml={}", junit.display()))
         // no cache directory in the installed sdist; a short summary of
         // failures, errors and skips at the end of the log
@@ -195,10 +253,7 @@ fn run_suite(sandbox: &Sandbox, label: &str) -> (Vec<Case>, Option<i32>, PathBuf
         .stderr(Stdio::from(
             std::fs::File::options().append(true).open(&log).unwrap(),
         ));
-    eprintln!(
-        "running (in {}): pytest tests/device/test_piv.py --device {SERIAL} --reader {reader:?}",
-        src.display()
-    );
+    eprintln!("running (in {}): {pytest:?}", src.display());
     let started = Instant::now();
     let mut child = pytest
         .spawn()
@@ -266,7 +321,7 @@ fn run_suite(sandbox: &Sandbox, label: &str) -> (Vec<Case>, Option<i32>, PathBuf
 /// The summary (counts, failures grouped by cause, skips with their
 /// reasons and justifications), and the list of problems (empty: the suite
 /// passed).
-fn judge(cases: &[Case], exit: Option<i32>) -> (String, Vec<String>) {
+fn judge(cases: &[Case], exit: Option<i32>, run: &Run) -> (String, Vec<String>) {
     let mut out = Vec::<String>::new();
     let count = |o: &str| cases.iter().filter(|c| c.outcome == o).count();
     let (passed, failed, errors, skipped) = (
@@ -276,8 +331,9 @@ fn judge(cases: &[Case], exit: Option<i32>) -> (String, Vec<String>) {
         count("skipped"),
     );
     out.push(format!(
-        "Yubico's test_piv.py ({SDIST}) on the emulated card: {passed} passed, {failed} failed, \
+        "Yubico's test_piv.py ({SDIST}) on the emulated card ({}): {passed} passed, {failed} failed, \
          {errors} errors, {skipped} skipped, of {} (pytest exit {exit:?})",
+        run.init_args.join(" "),
         cases.len()
     ));
     let mut problems = Vec::new();
@@ -306,7 +362,20 @@ fn judge(cases: &[Case], exit: Option<i32>) -> (String, Vec<String>) {
 
     // Skips: each must be a justified one, with the suite's own reason.
     let mut seen = vec![0usize; JUSTIFIED_SKIPS.len()];
+    let mut seen_firmware = vec![0usize; run.firmware_skips.len()];
     for c in cases.iter().filter(|c| c.outcome == "skipped") {
+        if let Some(i) = run
+            .firmware_skips
+            .iter()
+            .position(|(reason, _)| c.message == *reason)
+        {
+            seen_firmware[i] += 1;
+            out.push(format!(
+                "SKIPPED {}: {:?} (justified: the emulated card is firmware {}, which lacks it)",
+                c.id, c.message, run.label
+            ));
+            continue;
+        }
         let justified = JUSTIFIED_SKIPS
             .iter()
             .position(|j| c.id.starts_with(j.test) && c.message == j.reason);
@@ -336,6 +405,14 @@ fn judge(cases: &[Case], exit: Option<i32>) -> (String, Vec<String>) {
             ));
         }
     }
+    for ((reason, want), n) in run.firmware_skips.iter().zip(&seen_firmware) {
+        if n != want {
+            problems.push(format!(
+                "{n} tests skipped with {reason:?}, expected {want} on firmware {}",
+                run.label
+            ));
+        }
+    }
     if (exit == Some(0)) != (failed + errors == 0) {
         problems.push(format!("pytest exit {exit:?} disagrees with the report"));
     }
@@ -349,28 +426,27 @@ fn out_dir(label: &str) -> PathBuf {
 }
 
 /// Run the whole suite in a fresh sandbox against a card made with
-/// `emulated init --serial SERIAL init_args...` and served with `--atr nfc`;
-/// fail unless every test passed or is a justified skip. The summary is
-/// printed whether or not the test is captured.
-fn suite_on_emulated_card(test_name: &str, label: &str, init_args: &[&str]) {
+/// `emulated init --serial SERIAL init_args...`; fail unless every test
+/// passed or is a justified skip. The summary is printed whether or not
+/// the test's output is captured.
+fn suite_on_emulated_card(run: &Run) {
     let in_child = std::env::var_os(signer_e2e::pcsc_sandbox::SANDBOX_TEST_ENV).is_some();
     if !in_child {
         // Fail before starting a sandbox when the suite is not installed.
         suite_paths();
-        let _ = std::fs::remove_file(out_dir(label).join("summary.txt"));
+        let _ = std::fs::remove_file(out_dir(run.label).join("summary.txt"));
     }
     let config = SandboxConfig {
         timeout: PYTEST_TIMEOUT + Duration::from_secs(120),
         ..SandboxConfig::default()
     };
-    let label_owned = label.to_string();
     let result = std::panic::catch_unwind(|| {
-        run_sandboxed(module_path!(), test_name, config, |sandbox| {
-            let card = EmulatedCard::start_with(sandbox, 0, SERIAL, init_args, "nfc");
-            let (cases, exit, log) = run_suite(sandbox, &label_owned);
-            let (summary, problems) = judge(&cases, exit);
+        run_sandboxed(module_path!(), run.test_name, config, |sandbox| {
+            let card = EmulatedCard::start_with(sandbox, 0, SERIAL, run.init_args, run.atr);
+            let (cases, exit, log) = run_suite(sandbox, run);
+            let (summary, problems) = judge(&cases, exit, run);
             println!("{summary}");
-            std::fs::write(out_dir(&label_owned).join("summary.txt"), &summary).unwrap();
+            std::fs::write(out_dir(run.label).join("summary.txt"), &summary).unwrap();
             card.stop();
             assert!(
                 problems.is_empty(),
@@ -384,22 +460,85 @@ fn suite_on_emulated_card(test_name: &str, label: &str, init_args: &[&str]) {
     if !in_child {
         // libtest captures print!; this goes to the terminal (CI log) as is.
         use std::io::Write as _;
-        let summary = std::fs::read_to_string(out_dir(label).join("summary.txt"))
+        let summary = std::fs::read_to_string(out_dir(run.label).join("summary.txt"))
             .unwrap_or_else(|_| "(no summary: the suite did not run to its end)".into());
-        let _ = writeln!(std::io::stderr(), "\n{test_name}:\n{summary}\n");
+        let _ = writeln!(std::io::stderr(), "\n{}:\n{summary}\n", run.test_name);
     }
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
 }
 
-/// Yubico's suite against the emulated YubiKey 5 (firmware 5.7.4, the
-/// default of `emulated init`), AES-192 management key as from the factory.
+/// The emulated YubiKey 5 (firmware 5.7.4, the default of `emulated
+/// init`), AES-192 management key as from the factory: every test runs and
+/// passes but the hardware-only ones.
 #[test]
 fn yubicos_test_piv_passes_on_the_emulated_yubikey_5_7() {
-    suite_on_emulated_card(
-        "yubicos_test_piv_passes_on_the_emulated_yubikey_5_7",
-        "5.7.4",
-        &["--firmware", "5.7.4", "--mgmt-key-alg", "aes192"],
-    );
+    suite_on_emulated_card(&Run {
+        test_name: "yubicos_test_piv_passes_on_the_emulated_yubikey_5_7",
+        label: "5.7.4",
+        init_args: &["--firmware", "5.7.4", "--mgmt-key-alg", "aes192"],
+        atr: "nfc",
+        reader: true,
+        firmware_skips: &[],
+    });
+}
+
+/// Firmware 5.4.3 (the 5.3 to 5.6 generation: metadata, AES management
+/// keys, no 5.7 key types), its factory 3DES management key.
+#[test]
+fn yubicos_test_piv_passes_on_the_emulated_yubikey_5_4() {
+    suite_on_emulated_card(&Run {
+        test_name: "yubicos_test_piv_passes_on_the_emulated_yubikey_5_4",
+        label: "5.4.3",
+        init_args: &["--firmware", "5.4.3", "--mgmt-key-alg", "tdes"],
+        atr: "nfc",
+        reader: true,
+        firmware_skips: BEFORE_5_7_SKIPS,
+    });
+}
+
+/// Firmware 5.4.3 whose management key was changed to AES-192: PIV RESET
+/// brings back the factory 3DES key, as on a real YubiKey before 5.7
+/// (`TestMetadata::test_management_key_metadata` checks it).
+#[test]
+fn yubicos_test_piv_passes_on_the_emulated_yubikey_5_4_with_an_aes_key() {
+    suite_on_emulated_card(&Run {
+        test_name: "yubicos_test_piv_passes_on_the_emulated_yubikey_5_4_with_an_aes_key",
+        label: "5.4.3-aes192",
+        init_args: &["--firmware", "5.4.3", "--mgmt-key-alg", "aes192"],
+        atr: "nfc",
+        reader: true,
+        firmware_skips: BEFORE_5_7_SKIPS,
+    });
+}
+
+/// Firmware 5.2.7 (5.0 to 5.2: no GET METADATA, 3DES management key only).
+#[test]
+fn yubicos_test_piv_passes_on_the_emulated_yubikey_5_2() {
+    suite_on_emulated_card(&Run {
+        test_name: "yubicos_test_piv_passes_on_the_emulated_yubikey_5_2",
+        label: "5.2.7",
+        init_args: &["--firmware", "5.2.7"],
+        atr: "nfc",
+        reader: true,
+        firmware_skips: BEFORE_5_3_SKIPS,
+    });
+}
+
+/// A YubiKey 4 (firmware 4.3.7). It has no NFC, so it is served with the
+/// USB ATR and pytest gets no `--reader` (with `--reader` the suite's
+/// conftest reads device info without a USB product id, which only works
+/// over NFC: "PID must be provided for non-NFC connections"); it finds the
+/// one YubiKey itself, as with a plugged-in YubiKey 4.
+#[test]
+fn yubicos_test_piv_passes_on_the_emulated_yubikey_4() {
+    suite_on_emulated_card(&Run {
+        test_name: "yubicos_test_piv_passes_on_the_emulated_yubikey_4",
+        label: "4.3.7",
+        init_args: &["--firmware", "4.3.7"],
+        atr: "usb",
+        reader: false,
+        firmware_skips: BEFORE_5_3_SKIPS,
+    });
 }
