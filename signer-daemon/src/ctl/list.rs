@@ -115,13 +115,13 @@ pub async fn run(mut client: Client, a: ListArgs) -> Result<i32, Failure> {
     }
     let _ = writeln!(
         text,
-        "{:<10} {:<4} {:<5} {:<7} {:<7} {:<9} KEY ID",
+        "{:<10} {:<4} {:<7} {:<7} {:<7} {:<9} KEY ID",
         "TOKEN", "SLOT", "ALG", "PIN", "TOUCH", "ORIGIN"
     );
     for k in &keys {
         let _ = writeln!(
             text,
-            "{:<10} {:<4} {:<5} {:<7} {:<7} {:<9} {}",
+            "{:<10} {:<4} {:<7} {:<7} {:<7} {:<9} {}",
             k.token_serial,
             k.slot,
             alg_name(k.algorithm),

@@ -286,16 +286,17 @@ fn write_output(path: Option<&Path>, bytes: &[u8], new_file: bool) -> Result<(),
 /// The daemon's key and its TUF form.
 async fn token_key(client: &mut Client, key: &KeyArgs) -> Result<(pb::Key, TufKey), Failure> {
     let k = client.public_key(key.spec().key_ref()).await?;
-    let scheme = match pb::Algorithm::try_from(k.algorithm) {
-        Ok(pb::Algorithm::EccP256) => Scheme::P256,
-        Ok(pb::Algorithm::EccP384) => Scheme::P384,
-        _ => {
-            return Err(Failure::usage(format!(
-                "key {} is not an ECDSA P-256 or P-384 key: signerctl tuf signs with those only",
-                k.key_id
-            )));
-        }
-    };
+    let scheme = signer_client::algorithm_of(&k)
+        .and_then(Scheme::for_algorithm)
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "key {} (algorithm {}) cannot sign TUF metadata: signerctl tuf signs with P-256, P-384 (ecdsa), Ed25519 (ed25519) and RSA (rsassa-pss-sha256) keys",
+                k.key_id,
+                signer_client::algorithm_of(&k)
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| k.algorithm.to_string())
+            ))
+        })?;
     let tuf_key = TufKey::from_spki(scheme, &k.public_key_der)
         .map_err(|e| Failure::internal(format!("the daemon's key {}: {e}", k.key_id)))?;
     Ok((k, tuf_key))
@@ -338,20 +339,12 @@ async fn sign_file(socket: &Path, timeout: Duration, a: SignCmd) -> Result<i32, 
     for n in &plan.notes {
         eprintln!("signerctl: note: {n}");
     }
-    let hash = match plan.scheme {
-        Scheme::P256 => pb::HashAlgorithm::Sha256,
-        Scheme::P384 => pb::HashAlgorithm::Sha384,
-    };
+    let signing = signing_of(&plan);
     // The signature is checked once, by `sign::apply`, against the TUF key
     // (the daemon's key) over the canonical bytes that are written.
     let key_ref = signer_client::KeySpec::KeyId(daemon_key.key_id.clone()).key_ref();
     let response = client
-        .sign(
-            key_ref,
-            hash,
-            plan.digest.clone(),
-            super::sign::print_touch_prompt,
-        )
+        .sign_with(key_ref, &signing, super::sign::print_touch_prompt)
         .await
         .map_err(|e| untouched(e.into()))?;
     let out = sign::apply(&md, &tuf_key, &plan, &response.signature).map_err(|e| {
@@ -392,6 +385,25 @@ async fn sign_file(socket: &Path, timeout: Duration, a: SignCmd) -> Result<i32, 
         }
     }
     Ok(exit::OK)
+}
+
+/// The daemon request for a plan: ECDSA over the digest (DER, as TUF's
+/// ecdsa signatures are), RSA-PSS or PKCS#1 v1.5 over the digest, Ed25519
+/// over the canonical bytes themselves.
+fn signing_of(plan: &sign::Plan) -> signer_client::Signing {
+    use signer_client::{Payload, Signing};
+    let hash = match plan.scheme.hash() {
+        signer_lib::HashAlgorithm::Sha256 => pb::HashAlgorithm::Sha256,
+        signer_lib::HashAlgorithm::Sha384 => pb::HashAlgorithm::Sha384,
+        signer_lib::HashAlgorithm::Sha512 => pb::HashAlgorithm::Sha512,
+    };
+    let digest = Payload::Digest(plan.payload.clone());
+    match plan.scheme {
+        Scheme::P256 | Scheme::P384 => Signing::ecdsa(hash, digest, pb::SignatureFormat::Der),
+        Scheme::Ed25519 => Signing::ed25519(plan.payload.clone()),
+        Scheme::RsaPss(_) => Signing::rsa(hash, digest, pb::RsaPadding::Pss),
+        Scheme::RsaPkcs1v15(_) => Signing::rsa(hash, digest, pb::RsaPadding::Pkcs1v15),
+    }
 }
 
 fn verify_file(a: VerifyCmd) -> Result<i32, Failure> {

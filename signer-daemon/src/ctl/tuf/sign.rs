@@ -25,10 +25,12 @@ pub struct SignOptions<'a> {
 pub struct Plan {
     /// The TUF key id the signature is filed under.
     pub keyid: String,
-    /// The key's scheme (the hash the token signs).
+    /// The key's scheme.
     pub scheme: Scheme,
-    /// The digest of the canonical bytes of `signed`.
-    pub digest: Vec<u8>,
+    /// What the token signs: the scheme's digest of the canonical bytes of
+    /// `signed`, or for Ed25519 the canonical bytes themselves
+    /// ([`Scheme::token_input`]).
+    pub payload: Vec<u8>,
     /// What a person should know (a forced signature, an unchecked key).
     pub notes: Vec<String>,
 }
@@ -117,18 +119,23 @@ pub fn plan(md: &Metadata, key: &TufKey, opts: &SignOptions<'_>) -> Result<Plan,
         ));
     }
     Ok(Plan {
-        digest: scheme.digest(&md.canonical),
+        payload: scheme.token_input(&md.canonical),
         keyid,
         scheme,
         notes,
     })
 }
 
-/// Check the token's DER signature over the canonical bytes (RustCrypto,
-/// independent of the daemon) and return the file with it filed under the
-/// key's id.
-pub fn apply(md: &Metadata, key: &TufKey, plan: &Plan, der: &[u8]) -> Result<Vec<u8>, TufError> {
-    let sig = hex::encode(der);
+/// Check the token's signature over the canonical bytes (RustCrypto,
+/// independent of the daemon; ECDSA DER, RSA and Ed25519 raw bytes) and
+/// return the file with it filed under the key's id.
+pub fn apply(
+    md: &Metadata,
+    key: &TufKey,
+    plan: &Plan,
+    signature: &[u8],
+) -> Result<Vec<u8>, TufError> {
+    let sig = hex::encode(signature);
     key.verify(&md.canonical, &sig)
         .map_err(|reason| TufError::SignatureCheck { reason })?;
     Ok(md.with_signature(&plan.keyid, &sig))
@@ -153,7 +160,7 @@ pub(crate) mod tests {
 
     /// Sign as the token would: ECDSA over the plan's digest.
     pub(crate) fn token_sign(sk: &p256::ecdsa::SigningKey, plan: &Plan) -> Vec<u8> {
-        let sig: p256::ecdsa::Signature = sk.sign_prehash(&plan.digest).expect("sign");
+        let sig: p256::ecdsa::Signature = sk.sign_prehash(&plan.payload).expect("sign");
         sig.to_der().as_bytes().to_vec()
     }
 
@@ -173,7 +180,7 @@ pub(crate) mod tests {
         )
         .expect("root");
         let p = plan(&md, &k, &opts(false)).expect("plan");
-        assert_eq!(p.digest, Scheme::P256.digest(&md.canonical));
+        assert_eq!(p.payload, Scheme::P256.digest(&md.canonical));
         assert!(p.notes.is_empty());
         let out = apply(&md, &k, &p, &token_sign(&sk, &p)).expect("apply");
         let signed = Metadata::parse(&out).expect("parses");
