@@ -161,7 +161,9 @@ pub struct KeygenArgs {
     /// Slot: 9a, 9c, 9d, 9e or 82..95.
     #[arg(long)]
     pub slot: SlotId,
-    /// Key algorithm: p256 or p384.
+    /// Key algorithm: p256, p384, rsa1024, rsa2048, rsa3072, rsa4096,
+    /// ed25519 or x25519 (what a token offers depends on its firmware: RSA
+    /// 3072/4096, Ed25519 and X25519 need YubiKey 5.7).
     #[arg(long, default_value = "p256")]
     pub alg: Algorithm,
     /// PIN policy: default, never, once, always.
@@ -405,7 +407,7 @@ pub fn keygen(args: KeygenArgs) -> CliResult {
     }
     if !args.alg.is_implemented() {
         return Err(CliError::Usage(format!(
-            "algorithm {} is not supported: use p256 or p384",
+            "algorithm {} is not supported by this build",
             args.alg
         )));
     }
@@ -432,14 +434,40 @@ pub fn keygen(args: KeygenArgs) -> CliResult {
     print_key(&info)?;
     eprintln!("generated {}", describe_key(&info));
     eprintln!("key id: {}", info.key_id);
-    write_self_signed_certificate(token, &info, pin, &key)?;
-    Ok(())
+    certificate_after_keygen(token, &info, pin, &key)
+}
+
+/// After GENERATE: the self-signed certificate, except for a key that
+/// cannot sign (X25519: no certificate, as nothing can sign it on the
+/// token). A failure says that the key itself was generated.
+fn certificate_after_keygen<T: Token>(
+    token: T,
+    info: &KeyInfo,
+    pin: Option<Pin>,
+    management_key: &ManagementKey,
+) -> CliResult {
+    if !info.algorithm().can_sign() {
+        eprintln!(
+            "no certificate written to slot {}: an {} key cannot sign one for itself",
+            info.slot,
+            info.algorithm()
+        );
+        return Ok(());
+    }
+    write_self_signed_certificate(token, info, pin, management_key).map_err(|e| {
+        CliError::Other(format!(
+            "the {} key in slot {} WAS generated (key id {}), but its self-signed certificate could not be written: {e}",
+            info.algorithm(),
+            info.slot,
+            info.key_id
+        ))
+    })
 }
 
 /// The PIN for self-signing the new key's certificate, unless its policy
-/// is `never`.
+/// is `never` or the key cannot sign.
 fn certificate_pin(args: &KeygenArgs, pins: &mut PinKeeper) -> CliResult<Option<Pin>> {
-    if args.pin_policy.resolve(args.slot) == PinPolicy::Never {
+    if args.pin_policy.resolve(args.slot) == PinPolicy::Never || !args.alg.can_sign() {
         return Ok(None);
     }
     match pins.next_pin(Some(args.slot)) {
@@ -509,8 +537,7 @@ fn keygen_hardware(args: &KeygenArgs, serial: Option<u32>) -> CliResult {
     print_key(&info)?;
     eprintln!("generated {}", describe_key(&info));
     eprintln!("key id: {}", info.key_id);
-    write_self_signed_certificate(token, &info, pin, &key)?;
-    Ok(())
+    certificate_after_keygen(token, &info, pin, &key)
 }
 
 /// Run `signer-daemon pubkey`.
