@@ -175,11 +175,71 @@ impl LogFile for File {
     }
 }
 
+/// The audit file the daemon writes: the open file and its identity
+/// (device and inode), read once when it is opened, so that checking
+/// whether the path still names it costs one `lstat(2)` of the path per
+/// batch instead of an `fstat(2)` as well.
+struct AuditFile {
+    file: File,
+    dev: u64,
+    ino: u64,
+}
+
+impl AuditFile {
+    fn open(path: &Path) -> Result<AuditFile, AuditError> {
+        use std::os::unix::fs::MetadataExt;
+        let file = open_append(path)?;
+        let meta = file.metadata().map_err(|e| AuditError {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(AuditFile {
+            file,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+}
+
+impl Write for AuditFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl LogFile for AuditFile {
+    fn len(&self) -> std::io::Result<u64> {
+        LogFile::len(&self.file)
+    }
+    fn byte_at(&self, offset: u64) -> std::io::Result<u8> {
+        self.file.byte_at(offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+    fn truncate(&self, len: u64) -> std::io::Result<()> {
+        LogFile::truncate(&self.file, len)
+    }
+    fn is_unlinked(&self) -> bool {
+        self.file.is_unlinked()
+    }
+    fn is_detached_from(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::symlink_metadata(path) {
+            Ok(named) => named.dev() != self.dev || named.ino() != self.ino,
+            Err(_) => true,
+        }
+    }
+}
+
 /// Opens (and reopens, after rotation or a failure) the audit file.
 pub(crate) type Opener = Box<dyn FnMut(&Path) -> Result<Box<dyn LogFile>, AuditError> + Send>;
 
 fn real_opener() -> Opener {
-    Box::new(|path: &Path| open_append(path).map(|f| Box::new(f) as Box<dyn LogFile>))
+    Box::new(|path: &Path| AuditFile::open(path).map(|f| Box::new(f) as Box<dyn LogFile>))
 }
 
 /// The most lines written in one batch (one write, one fdatasync).
@@ -283,6 +343,9 @@ fn open_append(path: &Path) -> Result<File, AuditError> {
 
 fn writer(path: PathBuf, file: Box<dyn LogFile>, mut opener: Opener, rx: mpsc::Receiver<Msg>) {
     let mut file = Some(file);
+    // Where the last durable batch ended (the file's length after it), while
+    // the same file stays open: see `append_durably`.
+    let mut end: Option<u64> = None;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -298,11 +361,12 @@ fn writer(path: PathBuf, file: Box<dyn LogFile>, mut opener: Opener, rx: mpsc::R
             match msg {
                 Msg::Reopen => {
                     // Write what came before the signal to the old file first.
-                    let result = flush(&path, &mut file, &mut opener, &buf);
+                    let result = flush(&path, &mut file, &mut end, &mut opener, &buf);
                     for w in waiters.drain(..) {
                         let _ = oneshot::Sender::send(w, result.clone());
                     }
                     buf.clear();
+                    end = None;
                     file = match opener(&path) {
                         Ok(f) => {
                             tracing::info!(path = %path.display(), "audit log reopened");
@@ -315,12 +379,14 @@ fn writer(path: PathBuf, file: Box<dyn LogFile>, mut opener: Opener, rx: mpsc::R
                     };
                 }
                 Msg::Record(record, waiter) => {
-                    match serde_json::to_vec(&record) {
-                        Ok(line) => {
-                            buf.extend_from_slice(&line);
-                            buf.push(b'\n');
+                    // Serialized straight into the batch: no buffer per line.
+                    let start = buf.len();
+                    match serde_json::to_writer(&mut buf, &record) {
+                        Ok(()) => buf.push(b'\n'),
+                        Err(e) => {
+                            buf.truncate(start);
+                            tracing::error!(error = %e, "cannot serialize an audit record");
                         }
-                        Err(e) => tracing::error!(error = %e, "cannot serialize an audit record"),
                     }
                     if let Some(w) = waiter {
                         waiters.push(w);
@@ -328,7 +394,7 @@ fn writer(path: PathBuf, file: Box<dyn LogFile>, mut opener: Opener, rx: mpsc::R
                 }
             }
         }
-        let result = flush(&path, &mut file, &mut opener, &buf);
+        let result = flush(&path, &mut file, &mut end, &mut opener, &buf);
         if let Err(e) = &result {
             tracing::error!(error = %e, "audit log write failed");
         }
@@ -341,6 +407,7 @@ fn writer(path: PathBuf, file: Box<dyn LogFile>, mut opener: Opener, rx: mpsc::R
 fn flush(
     path: &Path,
     file: &mut Option<Box<dyn LogFile>>,
+    end: &mut Option<u64>,
     opener: &mut Opener,
     buf: &[u8],
 ) -> Result<(), AuditError> {
@@ -353,9 +420,13 @@ fn flush(
         tracing::warn!(path = %path.display(), "the audit log was removed or replaced; reopening it");
         *file = None;
     }
+    if file.is_none() {
+        *end = None;
+    }
     for attempt in 0..2 {
         if file.is_none() {
             // A previous failure (or reopen failure): try again before giving up.
+            *end = None;
             *file = opener(path).ok();
         }
         let Some(f) = file.as_mut() else {
@@ -364,7 +435,7 @@ fn flush(
                 reason: "the file is not open (reopen failed)".into(),
             });
         };
-        let written = append_durably(f.as_mut(), buf);
+        let written = append_durably(f.as_mut(), buf, end);
         let unlinked = written.is_ok() && attempt == 0 && f.is_unlinked();
         if let Err(e) = written {
             *file = None;
@@ -390,12 +461,20 @@ fn flush(
 
 /// Append `buf` (whole lines) and make it durable; on failure leave the
 /// file as it was before the attempt.
-fn append_durably(f: &mut dyn LogFile, buf: &[u8]) -> std::io::Result<()> {
+///
+/// `end` is where the previous batch written through this open file ended
+/// (`None` after a failure, a reopen, or before the first batch). When the
+/// file still has exactly that length, its last byte is that batch's final
+/// newline and is not read back; any other length (a crash fragment, a
+/// failure, another writer, a truncation) is checked by reading the last
+/// byte, as before.
+fn append_durably(f: &mut dyn LogFile, buf: &[u8], end: &mut Option<u64>) -> std::io::Result<()> {
+    let known = end.take();
     let before = f.len()?;
     // A fragment that an earlier failure could not cut off (or a crash left):
     // terminate it, so that this batch's first record starts its own line.
     let healed;
-    let data = if before > 0 && f.byte_at(before - 1)? != b'\n' {
+    let data = if before > 0 && known != Some(before) && f.byte_at(before - 1)? != b'\n' {
         tracing::warn!("the audit log ends in a partial line; terminating it");
         healed = [b"\n", buf].concat();
         &healed[..]
@@ -403,6 +482,9 @@ fn append_durably(f: &mut dyn LogFile, buf: &[u8]) -> std::io::Result<()> {
         buf
     };
     let result = f.write_all(data).and_then(|()| f.sync_data());
+    if result.is_ok() && data.last() == Some(&b'\n') {
+        *end = Some(before + data.len() as u64);
+    }
     if result.is_err() {
         // Disk full mid-write, or the sync failed: the answers of this batch
         // are withheld, so its lines must not stay (whole or torn).
@@ -624,6 +706,36 @@ mod tests {
             .map(|l| ids(l)[0])
             .collect();
         assert_eq!(complete, vec![1, 3, 4]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fragment_someone_else_appended_is_terminated_before_the_next_record() {
+        // The writer remembers where its last batch ended and skips reading
+        // the last byte back while the file still has that length: a file
+        // that grew behind its back must still be checked.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        log.write(rec(1)).await.unwrap();
+        log.write(rec(2)).await.unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"torn")
+            .unwrap();
+        log.write(rec(3)).await.unwrap();
+        log.write(rec(4)).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert_eq!(lines[2], "{\"torn");
+        let complete: Vec<u64> = [lines[0], lines[1], lines[3], lines[4]]
+            .iter()
+            .map(|l| ids(l)[0])
+            .collect();
+        assert_eq!(complete, vec![1, 2, 3, 4]);
+        assert!(text.ends_with('\n'));
     }
 
     #[test]
