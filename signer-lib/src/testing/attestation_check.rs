@@ -1,12 +1,13 @@
 //! An independent check of a PIV attestation, written against Yubico's
 //! published format (developers.yubico.com/PIV/Introduction/PIV_attestation)
-//! with `x509-cert` and the `p256`/`p384` verifiers, sharing no code with the
+//! with `x509-cert` and RustCrypto's verifiers, sharing no code with the
 //! issuing side:
 //!
 //! - the slot certificate holds exactly the attested public key, is issued by
 //!   the f9 device certificate's subject and signed by the f9 key;
-//! - the device certificate is issued and signed by one of the roots, which
-//!   is self-signed;
+//! - the device certificate is issued and signed by one of the roots (or by
+//!   a chain of intermediates up to one, as from firmware 5.7.4), which is
+//!   self-signed; ECDSA and RSA PKCS#1 v1.5 issuers (YubiKey 4's RSA f9);
 //! - every certificate is valid now;
 //! - Yubico's extensions: `1.3.6.1.4.1.41482.3.3` firmware (3 raw bytes),
 //!   `.3.7` serial (DER INTEGER), `.3.8` PIN and touch policy (2 raw bytes),
@@ -16,10 +17,9 @@ use std::time::SystemTime;
 
 use der::asn1::ObjectIdentifier;
 use der::{Decode, Encode};
-use sha2::Digest;
 use x509_cert::Certificate;
 
-use crate::model::{Algorithm, KeyInfo, PublicKey, TokenInfo};
+use crate::model::{HashAlgorithm, KeyInfo, PublicKey, SignInput, SignatureScheme, TokenInfo};
 use crate::token::Attestation;
 
 const OID_FIRMWARE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.41482.3.3");
@@ -29,8 +29,9 @@ const OID_FORM_FACTOR: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.
 const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
 const ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
-const CURVE_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const CURVE_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const RSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+const RSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
 
 fn parse(what: &str, der: &[u8]) -> Certificate {
     Certificate::from_der(der).unwrap_or_else(|e| panic!("{what} is not a DER certificate: {e}"))
@@ -44,21 +45,8 @@ fn spki_der(cert: &Certificate) -> Vec<u8> {
 }
 
 fn spki_public_key(cert: &Certificate) -> PublicKey {
-    let spki = cert.tbs_certificate().subject_public_key_info();
-    let curve: Option<ObjectIdentifier> = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.decode_as().ok());
-    let algorithm = match curve {
-        Some(c) if c == CURVE_P256 => Algorithm::EccP256,
-        Some(c) if c == CURVE_P384 => Algorithm::EccP384,
-        other => panic!("issuer key is not P-256/P-384 (curve {other:?})"),
-    };
-    PublicKey {
-        algorithm,
-        spki_der: spki_der(cert),
-    }
+    PublicKey::from_spki_der(&spki_der(cert))
+        .unwrap_or_else(|e| panic!("issuer key is not a PIV key type: {e}"))
 }
 
 /// Whether `issuer` signed `cert` (and is named as its issuer).
@@ -73,21 +61,36 @@ fn signed_by(what: &str, cert: &Certificate, issuer: &Certificate) -> Result<(),
             "{what}: inner and outer signature algorithms differ"
         ));
     }
-    let digest = if alg == ECDSA_SHA256 {
-        sha2::Sha256::digest(&tbs).to_vec()
+    let (scheme, hash) = if alg == ECDSA_SHA256 {
+        (SignatureScheme::Ecdsa, HashAlgorithm::Sha256)
     } else if alg == ECDSA_SHA384 {
-        sha2::Sha384::digest(&tbs).to_vec()
+        (SignatureScheme::Ecdsa, HashAlgorithm::Sha384)
     } else if alg == ECDSA_SHA512 {
-        sha2::Sha512::digest(&tbs).to_vec()
+        (SignatureScheme::Ecdsa, HashAlgorithm::Sha512)
+    } else if alg == RSA_SHA256 {
+        (SignatureScheme::RsaPkcs1v15, HashAlgorithm::Sha256)
+    } else if alg == RSA_SHA384 {
+        (SignatureScheme::RsaPkcs1v15, HashAlgorithm::Sha384)
+    } else if alg == RSA_SHA512 {
+        (SignatureScheme::RsaPkcs1v15, HashAlgorithm::Sha512)
     } else {
         return Err(format!("{what}: unexpected signature algorithm {alg}"));
     };
+    let digest = hash.digest(&tbs);
     let signature = cert
         .signature()
         .as_bytes()
         .ok_or_else(|| format!("{what}: signature has unused bits"))?;
-    super::verify::verify_prehash(&spki_public_key(issuer), &digest, signature)
-        .map_err(|e| format!("{what}: signature does not verify: {e}"))?;
+    super::verify::verify_scheme(
+        &spki_public_key(issuer),
+        scheme,
+        &SignInput::Digest {
+            hash,
+            digest: &digest,
+        },
+        signature,
+    )
+    .map_err(|e| format!("{what}: signature does not verify: {e}"))?;
     if cert.tbs_certificate().issuer() != issuer.tbs_certificate().subject() {
         return Err(format!("{what}: issuer name is not the signer's subject"));
     }
@@ -181,15 +184,47 @@ pub fn check(attestation: &Attestation, roots: &[Vec<u8>], key: &KeyInfo, info: 
         "the slot certificate must hold the attested public key"
     );
     check_signed_by("slot certificate", &slot, &device);
-    let root = roots
-        .iter()
-        .map(|r| parse("root", r))
-        .find(|r| r.tbs_certificate().subject() == device.tbs_certificate().issuer())
-        .unwrap_or_else(|| panic!("no root matches the device certificate's issuer"));
-    check_signed_by("device certificate", &device, &root);
+    // Up from the device certificate: intermediates (firmware 5.7.4+
+    // hierarchies; the emulated roots carry theirs, see
+    // `crate::attestation::anchors::embedded_intermediates`), then a
+    // self-signed root among `roots`.
+    let roots: Vec<Certificate> = roots.iter().map(|r| parse("root", r)).collect();
+    let mut intermediates = Vec::new();
+    for r in roots.iter() {
+        let der = r.to_der().unwrap_or_else(|e| panic!("root: {e}"));
+        for i in crate::attestation::anchors::embedded_intermediates(&der)
+            .unwrap_or_else(|e| panic!("root's intermediates: {e}"))
+        {
+            intermediates.push(parse("intermediate", &i));
+        }
+    }
+    let mut chain = vec![device.clone()];
+    let root = loop {
+        let last = chain.last().unwrap_or_else(|| panic!("empty chain"));
+        let issuer = last.tbs_certificate().issuer();
+        if let Some(root) = roots
+            .iter()
+            .find(|r| r.tbs_certificate().subject() == issuer)
+        {
+            check_signed_by("certificate below the root", last, root);
+            break root.clone();
+        }
+        let Some(next) = intermediates
+            .iter()
+            .find(|i| i.tbs_certificate().subject() == issuer)
+        else {
+            panic!("no root or intermediate matches the issuer of the device certificate's chain");
+        };
+        assert!(chain.len() < 4, "attestation chain too long");
+        check_signed_by("certificate below an intermediate", last, next);
+        chain.push(next.clone());
+    };
     check_signed_by("root certificate (self-signed)", &root, &root);
-    for (what, cert) in [("slot", &slot), ("device", &device), ("root", &root)] {
+    for (what, cert) in [("slot", &slot), ("root", &root)] {
         check_valid_now(what, cert);
+    }
+    for cert in &chain {
+        check_valid_now("device or intermediate", cert);
     }
     let ext = decode_extensions(&attestation.slot_certificate);
     assert_eq!(ext.firmware, info.firmware.to_bytes(), "firmware extension");

@@ -15,8 +15,10 @@
 //! fixture; a fixture that shares a single device must serialize itself
 //! (e.g. hold a global mutex for its lifetime).
 //!
-//! Every signature is checked with an independent verifier (the `p256`/`p384`
-//! crates' `VerifyingKey`), see [`verify`]. Cases panic on failure.
+//! Every signature is checked with independent verifiers (the `p256`/`p384`
+//! crates' `VerifyingKey` for ECDSA; RustCrypto's `rsa` and `ed25519-dalek`
+//! verifiers and the `openssl` command for RSA and Ed25519), see [`verify`].
+//! Cases panic on failure.
 
 #![allow(clippy::missing_panics_doc)]
 
@@ -66,6 +68,12 @@ macro_rules! __token_suite_cases {
             set_management_key_takes_effect,
             certificate_round_trips,
             state_round_trips_across_reopen,
+            sign_rsa2048_every_scheme_and_hash,
+            sign_imported_rsa_every_size,
+            sign_ed25519_message,
+            x25519_is_listed_and_refused_for_signing,
+            sign_scheme_misuse_is_refused_before_the_pin,
+            signing_layers_serve_rsa_and_ed25519,
         }
     };
 }

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use crate::emulator::touch::TouchButton;
 use crate::error::{Error, Result};
 use crate::model::{
-    Algorithm, HashAlgorithm, KeyInfo, KeyOrigin, PinPolicy, SlotId, TouchPolicy, key_id_of,
+    Algorithm, HashAlgorithm, KeyInfo, KeyOrigin, PinPolicy, PublicKey, SignInput, SignatureScheme,
+    SlotId, TouchPolicy, key_id_of,
 };
 use crate::secret::{ManagementKey, ManagementKeyAlgorithm, Pin, Puk};
 use crate::session::{PinSource, SigningSession};
 use crate::testing::fixture::{TokenFixture, TouchSetup};
-use crate::testing::verify::assert_signature;
+use crate::testing::verify::{assert_scheme_signature, assert_signature};
 use crate::token::{ImportKey, RetryCounters, SignRequest, Token, TokenEvent};
 
 /// Short touch timeout for the cases that expect no touch.
@@ -1137,37 +1138,90 @@ pub fn invalid_slots_are_rejected<F: TokenFixture>(f: &mut F) {
     );
 }
 
-/// Algorithms the backends do not implement are refused clearly.
+/// Whether the token's firmware has `algorithm` (Yubico: Ed25519, X25519,
+/// RSA-3072 and RSA-4096 from 5.7; RSA-1024/2048, P-256 and P-384 on every
+/// YubiKey 4 and 5).
+fn firmware_has<T: Token>(token: &mut T, algorithm: Algorithm) -> bool {
+    let firmware = ok(token.info(), "info").firmware;
+    match algorithm {
+        Algorithm::Ed25519 | Algorithm::X25519 | Algorithm::Rsa3072 | Algorithm::Rsa4096 => {
+            firmware >= crate::FirmwareVersion::new(5, 7, 0)
+        }
+        _ => true,
+    }
+}
+
+/// Check that the token's firmware refuses to generate `algorithm` with a
+/// typed error and creates nothing; returns false (the caller stops) when
+/// it does, true when the firmware has the algorithm.
+fn algorithm_available_or_refused<F: TokenFixture>(
+    f: &mut F,
+    token: &mut F::Token,
+    algorithm: Algorithm,
+) -> bool {
+    if firmware_has(token, algorithm) {
+        return true;
+    }
+    admin(f, token);
+    assert_err!(
+        token.generate_key(
+            SlotId::Retired(0x95),
+            algorithm,
+            PinPolicy::Never,
+            TouchPolicy::Never
+        ),
+        Error::UnsupportedAlgorithm { .. } | Error::NotSupported { .. },
+        format!("generate {algorithm} on firmware before 5.7")
+    );
+    assert_err!(
+        token.key(SlotId::Retired(0x95)),
+        Error::KeyNotFound { .. },
+        "nothing was created"
+    );
+    eprintln!("{algorithm}: refused by this firmware, as on the device (checked)");
+    false
+}
+
+/// Names and ids that are no PIV key type are refused; on firmware before
+/// 5.7, the key types it lacks (Ed25519, X25519, RSA-3072/4096) are refused
+/// with a typed error for generation and import, and nothing is created.
 pub fn unsupported_algorithms_are_rejected<F: TokenFixture>(f: &mut F) {
     assert!(matches!(
         "ed448".parse::<Algorithm>(),
         Err(Error::UnsupportedAlgorithm { .. })
     ));
+    assert!(matches!(
+        Algorithm::from_id(0x99),
+        Err(Error::UnsupportedAlgorithm { .. })
+    ));
+    assert!(matches!(
+        "rsa-oaep".parse::<SignatureScheme>(),
+        Err(Error::UnsupportedScheme { .. })
+    ));
     let mut token = fresh(f);
-    for algorithm in [Algorithm::Ed25519, Algorithm::Rsa2048] {
-        admin(f, &mut token);
-        assert_err!(
-            token.generate_key(
-                SlotId::Signature,
-                algorithm,
-                PinPolicy::Never,
-                TouchPolicy::Never
-            ),
-            Error::UnsupportedAlgorithm { .. },
-            format!("generate {algorithm}")
-        );
+    for algorithm in [
+        Algorithm::Ed25519,
+        Algorithm::X25519,
+        Algorithm::Rsa3072,
+        Algorithm::Rsa4096,
+    ] {
+        if algorithm_available_or_refused(f, &mut token, algorithm) {
+            continue;
+        }
+        if algorithm == Algorithm::Ed25519 {
+            admin(f, &mut token);
+            assert_err!(
+                token.import_key(
+                    SlotId::Signature,
+                    &ImportKey::ed25519(&[1u8; 32]),
+                    PinPolicy::Never,
+                    TouchPolicy::Never,
+                ),
+                Error::UnsupportedAlgorithm { .. } | Error::NotSupported { .. },
+                "import ed25519 on firmware before 5.7"
+            );
+        }
     }
-    admin(f, &mut token);
-    assert_err!(
-        token.import_key(
-            SlotId::Signature,
-            &ImportKey::ed25519(&[1u8; 32]),
-            PinPolicy::Never,
-            TouchPolicy::Never,
-        ),
-        Error::UnsupportedAlgorithm { .. },
-        "import ed25519"
-    );
     assert!(
         ok(token.list_keys(), "list").is_empty(),
         "nothing was created"
@@ -1403,4 +1457,485 @@ pub fn state_round_trips_across_reopen<F: TokenFixture>(f: &mut F) {
         );
         assert_signature(&key.public_key, hash, b"after reopen", &sig);
     }
+}
+
+// ----- RSA, Ed25519, X25519 -----------------------------------------------------
+
+/// Test keys (never used elsewhere) for the import cases, made by OpenSSL.
+fn rsa_test_key(bits: usize) -> rsa::RsaPrivateKey {
+    use rsa::pkcs8::DecodePrivateKey;
+    let pem = match bits {
+        1024 => include_str!("../../testdata/rsa/rsa-1024.pem"),
+        2048 => include_str!("../../testdata/rsa/rsa-2048.pem"),
+        3072 => include_str!("../../testdata/rsa/rsa-3072.pem"),
+        _ => include_str!("../../testdata/rsa/rsa-4096.pem"),
+    };
+    rsa::RsaPrivateKey::from_pkcs8_pem(pem).unwrap_or_else(|e| panic!("RSA-{bits} test key: {e}"))
+}
+
+fn ed25519_test_key() -> ed25519_dalek::SigningKey {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    ed25519_dalek::SigningKey::from_pkcs8_pem(include_str!("../../testdata/rsa/ed25519.pem"))
+        .unwrap_or_else(|e| panic!("Ed25519 test key: {e}"))
+}
+
+fn sign_scheme<T: Token>(
+    token: &mut T,
+    slot: SlotId,
+    scheme: SignatureScheme,
+    input: SignInput<'_>,
+    pin: Option<&Pin>,
+) -> Result<Vec<u8>> {
+    token.sign(
+        &SignRequest {
+            slot,
+            scheme,
+            input,
+            pin,
+        },
+        &mut |_| {},
+    )
+}
+
+/// Sign a digest of `message` with every hash and both RSA paddings, and
+/// check each signature with RustCrypto and openssl (PSS with SHA-512 does
+/// not fit RSA-1024 and is refused with a typed error).
+fn rsa_signs_every_scheme<T: Token>(token: &mut T, key: &KeyInfo, hashes: &[HashAlgorithm]) {
+    let bits = key.algorithm().rsa_bits().unwrap_or(0);
+    for &hash in hashes {
+        let digest = hash.digest(format!("rsa {bits} {hash}").as_bytes());
+        let input = SignInput::Digest {
+            hash,
+            digest: &digest,
+        };
+        for scheme in [SignatureScheme::RsaPkcs1v15, SignatureScheme::RsaPss] {
+            let step = format!("{} {scheme} {hash}", key.algorithm());
+            if bits == 1024 && scheme == SignatureScheme::RsaPss && hash == HashAlgorithm::Sha512 {
+                assert_err!(
+                    sign_scheme(token, key.slot, scheme, input, None),
+                    Error::HashTooLongForKey { .. },
+                    step
+                );
+                continue;
+            }
+            let sig = ok(sign_scheme(token, key.slot, scheme, input, None), &step);
+            assert_eq!(sig.len(), bits / 8, "{step}: modulus-length signature");
+            assert_scheme_signature(&key.public_key, scheme, &input, &sig);
+            ok(key.public_key.verify(scheme, &input, &sig), &step);
+        }
+    }
+}
+
+/// A generated RSA-2048 key signs with PKCS#1 v1.5 and PSS over SHA-256,
+/// SHA-384 and SHA-512 digests (the host pads, the card does raw RSA);
+/// every signature verifies with RustCrypto and openssl; the key is
+/// reported as RSA-2048 with its policies, and its attestation verifies.
+pub fn sign_rsa2048_every_scheme_and_hash<F: TokenFixture>(f: &mut F) {
+    let mut token = fresh(f);
+    let key = generate(
+        f,
+        &mut token,
+        SlotId::Signature,
+        Algorithm::Rsa2048,
+        PinPolicy::Never,
+        TouchPolicy::Never,
+    );
+    assert_eq!(key.algorithm(), Algorithm::Rsa2048);
+    assert_eq!(key.public_key.algorithm.rsa_bits(), Some(2048));
+    assert_eq!(
+        ok(PublicKey::from_spki_der(&key.public_key.spki_der), "SPKI"),
+        key.public_key
+    );
+    assert_eq!(key.origin, Some(KeyOrigin::Generated));
+    let listed = ok(token.key(SlotId::Signature), "key");
+    assert_eq!(listed.public_key, key.public_key);
+    assert_eq!(listed.pin_policy, PinPolicy::Never);
+    rsa_signs_every_scheme(
+        &mut token,
+        &key,
+        &[
+            HashAlgorithm::Sha256,
+            HashAlgorithm::Sha384,
+            HashAlgorithm::Sha512,
+        ],
+    );
+    let roots = ok(f.attestation_roots(&mut token), "attestation roots");
+    let info = ok(token.info(), "info");
+    let attestation = ok(token.attest(SlotId::Signature), "attest RSA-2048");
+    super::attestation_check::check(&attestation, &roots, &key, &info);
+}
+
+/// RSA-1024, 3072 and 4096 keys (imported, so the case does not spend
+/// minutes generating primes) sign with both paddings; the imported public
+/// key is exactly the test key's.
+pub fn sign_imported_rsa_every_size<F: TokenFixture>(f: &mut F) {
+    use spki::EncodePublicKey;
+    let mut token = fresh(f);
+    for (bits, slot) in [
+        (1024, SlotId::Retired(0x82)),
+        (3072, SlotId::Retired(0x83)),
+        (4096, SlotId::Retired(0x84)),
+    ] {
+        let algorithm = match bits {
+            1024 => Algorithm::Rsa1024,
+            3072 => Algorithm::Rsa3072,
+            _ => Algorithm::Rsa4096,
+        };
+        if !algorithm_available_or_refused(f, &mut token, algorithm) {
+            continue;
+        }
+        let secret = rsa_test_key(bits);
+        let expected = ok(
+            PublicKey::from_spki_der(
+                secret
+                    .to_public_key()
+                    .to_public_key_der()
+                    .unwrap_or_else(|e| panic!("SPKI: {e}"))
+                    .as_bytes(),
+            ),
+            "expected public key",
+        );
+        admin(f, &mut token);
+        let key = ok(
+            token.import_key(
+                slot,
+                &ok(ImportKey::rsa(&secret), "import key"),
+                PinPolicy::Never,
+                TouchPolicy::Never,
+            ),
+            &format!("import RSA-{bits}"),
+        );
+        assert_eq!(key.public_key, expected, "RSA-{bits} public key");
+        assert_eq!(key.origin, Some(KeyOrigin::Imported));
+        let hashes: &[HashAlgorithm] = if bits == 1024 {
+            &[HashAlgorithm::Sha256, HashAlgorithm::Sha512]
+        } else {
+            &[HashAlgorithm::Sha256]
+        };
+        rsa_signs_every_scheme(&mut token, &key, hashes);
+    }
+}
+
+/// Ed25519 signs the message itself (PureEdDSA): short and maximum-length
+/// messages verify with ed25519-dalek and openssl; a longer message and a
+/// digest instead of the message are refused before any card traffic. An imported Ed25519 key has the test key's
+/// public key and signs deterministically, as RFC 8032 requires.
+pub fn sign_ed25519_message<F: TokenFixture>(f: &mut F) {
+    let mut token = fresh(f);
+    if !algorithm_available_or_refused(f, &mut token, Algorithm::Ed25519) {
+        return;
+    }
+    let key = generate(
+        f,
+        &mut token,
+        SlotId::Signature,
+        Algorithm::Ed25519,
+        PinPolicy::Never,
+        TouchPolicy::Never,
+    );
+    assert_eq!(key.algorithm(), Algorithm::Ed25519);
+    let long = vec![0x5au8; crate::model::ED25519_MAX_MESSAGE];
+    for message in [&b"root.json"[..], &b"x"[..], &long[..]] {
+        let input = SignInput::Message(message);
+        let sig = ok(
+            sign_scheme(&mut token, key.slot, SignatureScheme::Ed25519, input, None),
+            "sign Ed25519",
+        );
+        assert_eq!(sig.len(), 64);
+        assert_scheme_signature(&key.public_key, SignatureScheme::Ed25519, &input, &sig);
+    }
+    let too_long = vec![0u8; crate::model::ED25519_MAX_MESSAGE + 1];
+    assert_err!(
+        sign_scheme(
+            &mut token,
+            key.slot,
+            SignatureScheme::Ed25519,
+            SignInput::Message(&too_long),
+            None
+        ),
+        Error::TooLarge { .. },
+        "Ed25519 message over the limit"
+    );
+    let digest = HashAlgorithm::Sha512.digest(b"root.json");
+    assert_err!(
+        sign_scheme(
+            &mut token,
+            key.slot,
+            SignatureScheme::Ed25519,
+            SignInput::Digest {
+                hash: HashAlgorithm::Sha512,
+                digest: &digest
+            },
+            None
+        ),
+        Error::MessageExpected { .. },
+        "Ed25519 given a digest"
+    );
+    let roots = ok(f.attestation_roots(&mut token), "attestation roots");
+    let info = ok(token.info(), "info");
+    let attestation = ok(token.attest(SlotId::Signature), "attest Ed25519");
+    super::attestation_check::check(&attestation, &roots, &key, &info);
+
+    let secret = ed25519_test_key();
+    admin(f, &mut token);
+    let imported = ok(
+        token.import_key(
+            SlotId::Retired(0x90),
+            &ImportKey::ed25519(secret.as_bytes()),
+            PinPolicy::Never,
+            TouchPolicy::Never,
+        ),
+        "import Ed25519",
+    );
+    assert_eq!(
+        ok(imported.public_key.curve25519_bytes(), "raw key"),
+        secret.verifying_key().to_bytes()
+    );
+    let message = b"targets.json";
+    let sig = ok(
+        sign_scheme(
+            &mut token,
+            imported.slot,
+            SignatureScheme::Ed25519,
+            SignInput::Message(message),
+            None,
+        ),
+        "sign with the imported Ed25519 key",
+    );
+    use ed25519_dalek::Signer;
+    assert_eq!(
+        sig,
+        secret.sign(message).to_bytes().to_vec(),
+        "RFC 8032 is deterministic"
+    );
+}
+
+/// X25519 keys are generated, imported and listed like any other, and
+/// refused for signing with [`Error::KeyCannotSign`] whatever the scheme.
+pub fn x25519_is_listed_and_refused_for_signing<F: TokenFixture>(f: &mut F) {
+    let mut token = fresh(f);
+    if !algorithm_available_or_refused(f, &mut token, Algorithm::X25519) {
+        return;
+    }
+    let key = generate(
+        f,
+        &mut token,
+        SlotId::KeyManagement,
+        Algorithm::X25519,
+        PinPolicy::Never,
+        TouchPolicy::Never,
+    );
+    assert_eq!(key.algorithm(), Algorithm::X25519);
+    ok(key.public_key.curve25519_bytes(), "X25519 public key bytes");
+    admin(f, &mut token);
+    let imported = ok(
+        token.import_key(
+            SlotId::Retired(0x91),
+            &ImportKey::x25519(&[0x24u8; 32]),
+            PinPolicy::Never,
+            TouchPolicy::Never,
+        ),
+        "import X25519",
+    );
+    assert_eq!(imported.algorithm(), Algorithm::X25519);
+    let listed = ok(token.list_keys(), "list");
+    for slot in [SlotId::KeyManagement, SlotId::Retired(0x91)] {
+        assert!(
+            listed
+                .iter()
+                .any(|k| k.slot == slot && k.algorithm() == Algorithm::X25519),
+            "X25519 key in {slot} listed"
+        );
+    }
+    let digest = HashAlgorithm::Sha256.digest(b"m");
+    for scheme in SignatureScheme::ALL {
+        let input = if scheme.signs_message() {
+            SignInput::Message(b"m")
+        } else {
+            SignInput::Digest {
+                hash: HashAlgorithm::Sha256,
+                digest: &digest,
+            }
+        };
+        assert_err!(
+            sign_scheme(&mut token, SlotId::KeyManagement, scheme, input, None),
+            Error::KeyCannotSign {
+                algorithm: Algorithm::X25519,
+                ..
+            },
+            format!("X25519 with {scheme}")
+        );
+    }
+}
+
+/// Every misuse of the sign API is refused with its own typed error before
+/// the PIN or the card is involved: a wrong PIN sent along is never
+/// presented (the retry counter does not move).
+pub fn sign_scheme_misuse_is_refused_before_the_pin<F: TokenFixture>(f: &mut F) {
+    let mut token = fresh(f);
+    let p256 = generate(
+        f,
+        &mut token,
+        SlotId::Authentication,
+        Algorithm::EccP256,
+        PinPolicy::Always,
+        TouchPolicy::Never,
+    );
+    let rsa = generate(
+        f,
+        &mut token,
+        SlotId::Signature,
+        Algorithm::Rsa2048,
+        PinPolicy::Always,
+        TouchPolicy::Never,
+    );
+    let wrong = pin("999999");
+    let before = ok(token.retry_counters(), "retries");
+    let d32 = [0x11u8; 32];
+    let d48 = [0x22u8; 48];
+    let sha256 = |digest| SignInput::Digest {
+        hash: HashAlgorithm::Sha256,
+        digest,
+    };
+    let cases: Vec<(SlotId, SignatureScheme, SignInput<'_>, &str)> = vec![
+        (
+            p256.slot,
+            SignatureScheme::RsaPss,
+            sha256(&d32),
+            "PSS on P-256",
+        ),
+        (
+            p256.slot,
+            SignatureScheme::RsaPkcs1v15,
+            sha256(&d32),
+            "PKCS#1 on P-256",
+        ),
+        (
+            p256.slot,
+            SignatureScheme::Ed25519,
+            SignInput::Message(b"m"),
+            "Ed25519 on P-256",
+        ),
+        (
+            rsa.slot,
+            SignatureScheme::Ecdsa,
+            sha256(&d32),
+            "ECDSA on RSA",
+        ),
+        (
+            rsa.slot,
+            SignatureScheme::RsaPss,
+            SignInput::Message(b"m"),
+            "RSA given a message",
+        ),
+        (
+            p256.slot,
+            SignatureScheme::Ecdsa,
+            SignInput::Message(b"m"),
+            "ECDSA given a message",
+        ),
+        (
+            rsa.slot,
+            SignatureScheme::RsaPss,
+            sha256(&d48),
+            "48 bytes for SHA-256",
+        ),
+    ];
+    for (slot, scheme, input, step) in cases {
+        match sign_scheme(&mut token, slot, scheme, input, Some(&wrong)) {
+            Err(Error::SchemeMismatch { .. }) if step.contains(" on ") => {}
+            Err(Error::DigestExpected { .. }) if step.contains("given a message") => {}
+            Err(Error::BadDigestLength {
+                expected: 32,
+                actual: 48,
+                ..
+            }) if step.starts_with("48") => {}
+            other => panic!("{step}: expected its typed refusal, got {other:?}"),
+        }
+    }
+    // The same through the signing session.
+    let mut session = SigningSession::new(token, PinSource::Fixed(wrong.clone()));
+    assert_err!(
+        session.sign_with(rsa.slot, SignatureScheme::Ecdsa, sha256(&d32), &mut |_| {}),
+        Error::SchemeMismatch { .. },
+        "session: ECDSA on RSA"
+    );
+    let mut token = session.into_token();
+    assert_eq!(
+        ok(token.retry_counters(), "retries"),
+        before,
+        "no PIN was presented"
+    );
+}
+
+/// The signing layers serve every scheme: [`SigningSession::sign_with`]
+/// verifies the PIN by policy for an RSA-PSS signature, and
+/// [`crate::signer::TokenSigner::sign_with`] returns only signatures that
+/// verify, for RSA and Ed25519 keys.
+pub fn signing_layers_serve_rsa_and_ed25519<F: TokenFixture>(f: &mut F) {
+    let mut token = fresh(f);
+    if !algorithm_available_or_refused(f, &mut token, Algorithm::Ed25519) {
+        return;
+    }
+    let rsa = generate(
+        f,
+        &mut token,
+        SlotId::Signature,
+        Algorithm::Rsa2048,
+        PinPolicy::Always,
+        TouchPolicy::Never,
+    );
+    let ed = generate(
+        f,
+        &mut token,
+        SlotId::Authentication,
+        Algorithm::Ed25519,
+        PinPolicy::Once,
+        TouchPolicy::Never,
+    );
+    let mut session = SigningSession::new(token, PinSource::Fixed(default_pin()));
+    let digest = HashAlgorithm::Sha384.digest(b"session");
+    let input = SignInput::Digest {
+        hash: HashAlgorithm::Sha384,
+        digest: &digest,
+    };
+    let sig = ok(
+        session.sign_with(rsa.slot, SignatureScheme::RsaPss, input, &mut |_| {}),
+        "session RSA-PSS (PIN policy always)",
+    );
+    assert_scheme_signature(&rsa.public_key, SignatureScheme::RsaPss, &input, &sig);
+    let input = SignInput::Message(b"session message");
+    let sig = ok(
+        session.sign_with(ed.slot, SignatureScheme::Ed25519, input, &mut |_| {}),
+        "session Ed25519 (PIN policy once)",
+    );
+    assert_scheme_signature(&ed.public_key, SignatureScheme::Ed25519, &input, &sig);
+    let token = session.into_token();
+
+    let signer = ok(
+        crate::signer::TokenSigner::new(token, SlotId::Authentication),
+        "TokenSigner",
+    )
+    .with_pin(default_pin());
+    let sig = ok(
+        signer.sign_with(SignatureScheme::Ed25519, SignInput::Message(b"signer")),
+        "TokenSigner Ed25519",
+    );
+    assert_scheme_signature(
+        &ed.public_key,
+        SignatureScheme::Ed25519,
+        &SignInput::Message(b"signer"),
+        &sig,
+    );
+    assert_err!(
+        signer.sign_with(
+            SignatureScheme::RsaPss,
+            SignInput::Digest {
+                hash: HashAlgorithm::Sha256,
+                digest: &[0; 32]
+            }
+        ),
+        Error::SchemeMismatch { .. },
+        "TokenSigner: PSS on Ed25519"
+    );
 }
