@@ -79,16 +79,21 @@ pub enum Applet {
     Otp,
 }
 
+/// The OTP applet's AID with its version byte, as yubico-piv-tool selects it.
+const OTP_AID_FULL: [u8; 8] = [0xa0, 0x00, 0x00, 0x05, 0x27, 0x20, 0x01, 0x01];
+
 impl Applet {
     /// The applet a SELECT by DF name addresses. PIV accepts the truncated
     /// AID (at least the 5-byte RID + PIX prefix `A0 00 00 03 08`) up to the
-    /// full AID with version; the YubiKey applets need their exact AID.
+    /// full AID with version; Management needs its exact AID, OTP its 7-byte AID or that with its version byte.
     pub fn from_aid(aid: &[u8]) -> Option<Applet> {
         if aid.len() >= PIV_AID.len() && PIV_AID_FULL.starts_with(aid) {
             Some(Applet::Piv)
         } else if aid == MANAGEMENT_AID {
             Some(Applet::Management)
-        } else if aid == OTP_AID {
+        } else if aid.len() >= OTP_AID.len() && OTP_AID_FULL.starts_with(aid) {
+            // E2: yubico-piv-tool selects A0 00 00 05 27 20 01 01 to read
+            // a YubiKey 4's serial; ykman the 7-byte prefix.
             Some(Applet::Otp)
         } else {
             None
