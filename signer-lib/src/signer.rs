@@ -1,7 +1,9 @@
 //! RustCrypto `signature` adapters over any [`Token`], so Rust callers sign
 //! with a token key through the traits they already use
 //! (`signature::Signer`, `signature::Keypair`), and [`self_signed_certificate`]
-//! for keygen.
+//! for keygen. ECDSA ([`P256Signer`], [`P384Signer`]), RSA
+//! ([`RsaPkcs1v15Sha256Signer`]) and Ed25519 ([`Ed25519Signer`]) keys have
+//! typed signers; [`TokenSigner::sign_with`] serves every scheme.
 //!
 //! ```no_run
 //! # fn demo(token: impl signer_lib::Token) -> Result<(), Box<dyn std::error::Error>> {
@@ -276,6 +278,116 @@ curve_signer!(
     "A P-384 token key as a RustCrypto signer (ECDSA with SHA-384)."
 );
 
+/// An RSA token key as a RustCrypto signer: RSASSA-PKCS1-v1_5 with SHA-256
+/// (what X.509 `sha256WithRSAEncryption` means). For PSS or other hashes,
+/// use [`TokenSigner::sign_with`].
+pub struct RsaPkcs1v15Sha256Signer<T: Token> {
+    inner: TokenSigner<T>,
+    vk: rsa::pkcs1v15::VerifyingKey<sha2::Sha256>,
+}
+
+impl<T: Token> RsaPkcs1v15Sha256Signer<T> {
+    /// The untyped signer.
+    pub fn into_inner(self) -> TokenSigner<T> {
+        self.inner
+    }
+}
+
+impl<T: Token> signature::Keypair for RsaPkcs1v15Sha256Signer<T> {
+    type VerifyingKey = rsa::pkcs1v15::VerifyingKey<sha2::Sha256>;
+    fn verifying_key(&self) -> Self::VerifyingKey {
+        self.vk.clone()
+    }
+}
+
+impl<T: Token> signature::Signer<rsa::pkcs1v15::Signature> for RsaPkcs1v15Sha256Signer<T> {
+    fn try_sign(
+        &self,
+        msg: &[u8],
+    ) -> std::result::Result<rsa::pkcs1v15::Signature, signature::Error> {
+        let digest = HashAlgorithm::Sha256.digest(msg);
+        let sig = self
+            .inner
+            .sign_with(
+                SignatureScheme::RsaPkcs1v15,
+                SignInput::Digest {
+                    hash: HashAlgorithm::Sha256,
+                    digest: &digest,
+                },
+            )
+            .map_err(to_sig_error)?;
+        rsa::pkcs1v15::Signature::try_from(sig.as_slice())
+    }
+}
+
+impl<T: Token> SignatureAlgorithmIdentifier for RsaPkcs1v15Sha256Signer<T> {
+    type Params = der::AnyRef<'static>;
+    const SIGNATURE_ALGORITHM_IDENTIFIER: AlgorithmIdentifier<Self::Params> = AlgorithmIdentifier {
+        oid: const_oid::db::rfc5912::SHA_256_WITH_RSA_ENCRYPTION,
+        parameters: Some(der::AnyRef::NULL),
+    };
+}
+
+/// An Ed25519 token key as a RustCrypto signer (PureEdDSA: the token signs
+/// the message itself, at most [`crate::model::ED25519_MAX_MESSAGE`] bytes).
+pub struct Ed25519Signer<T: Token> {
+    inner: TokenSigner<T>,
+    vk: ed25519_dalek::VerifyingKey,
+}
+
+impl<T: Token> Ed25519Signer<T> {
+    /// The untyped signer.
+    pub fn into_inner(self) -> TokenSigner<T> {
+        self.inner
+    }
+}
+
+impl<T: Token> signature::Keypair for Ed25519Signer<T> {
+    type VerifyingKey = ed25519_dalek::VerifyingKey;
+    fn verifying_key(&self) -> Self::VerifyingKey {
+        self.vk
+    }
+}
+
+impl<T: Token> signature::Signer<ed25519_dalek::Signature> for Ed25519Signer<T> {
+    fn try_sign(
+        &self,
+        msg: &[u8],
+    ) -> std::result::Result<ed25519_dalek::Signature, signature::Error> {
+        let sig = self
+            .inner
+            .sign_with(SignatureScheme::Ed25519, SignInput::Message(msg))
+            .map_err(to_sig_error)?;
+        ed25519_dalek::Signature::from_slice(&sig)
+    }
+}
+
+impl<T: Token> SignatureAlgorithmIdentifier for Ed25519Signer<T> {
+    type Params = der::AnyRef<'static>;
+    const SIGNATURE_ALGORITHM_IDENTIFIER: AlgorithmIdentifier<Self::Params> = AlgorithmIdentifier {
+        oid: const_oid::db::rfc8410::ID_ED_25519,
+        parameters: None,
+    };
+}
+
+impl<T: Token> TokenSigner<T> {
+    /// As an RSA PKCS#1 v1.5 / SHA-256 signer; [`Error::UnsupportedAlgorithm`]
+    /// for a key that is not RSA.
+    pub fn rsa_pkcs1v15_sha256(self) -> Result<RsaPkcs1v15Sha256Signer<T>> {
+        let key = self.public.rsa_key()?;
+        Ok(RsaPkcs1v15Sha256Signer {
+            inner: self,
+            vk: rsa::pkcs1v15::VerifyingKey::new(key),
+        })
+    }
+
+    /// As an Ed25519 signer; [`Error::UnsupportedAlgorithm`] for another key.
+    pub fn ed25519(self) -> Result<Ed25519Signer<T>> {
+        let vk = self.public.ed25519_key()?;
+        Ok(Ed25519Signer { inner: self, vk })
+    }
+}
+
 /// A self-signed X.509 certificate (DER) for the signer's key, subject
 /// `CN=<subject_cn>`, valid from a day ago for `validity`. Signed on the
 /// token: the key's PIN and touch policies apply (a touch-required key asks
@@ -324,8 +436,30 @@ pub fn self_signed_certificate<T: Token>(
                 s.into_inner().into_inner(),
             ))
         }
-        other => Err(Error::UnsupportedAlgorithm {
-            algorithm: other.name().into(),
+        Algorithm::Ed25519 => {
+            let s = signer.ed25519()?;
+            let cert = builder
+                .build::<_, ed25519_dalek::Signature>(&s)
+                .map_err(cert_error)?;
+            Ok((
+                cert.to_der().map_err(cert_error)?,
+                s.into_inner().into_inner(),
+            ))
+        }
+        a if a.is_rsa() => {
+            let s = signer.rsa_pkcs1v15_sha256()?;
+            let cert = builder
+                .build::<_, rsa::pkcs1v15::Signature>(&s)
+                .map_err(cert_error)?;
+            Ok((
+                cert.to_der().map_err(cert_error)?,
+                s.into_inner().into_inner(),
+            ))
+        }
+        // X25519 cannot sign (not even its own certificate).
+        other => Err(Error::KeyCannotSign {
+            slot: signer.slot,
+            algorithm: other,
         }),
     }
 }

@@ -1939,3 +1939,110 @@ pub fn signing_layers_serve_rsa_and_ed25519<F: TokenFixture>(f: &mut F) {
         "TokenSigner: PSS on Ed25519"
     );
 }
+
+/// [`crate::signer::self_signed_certificate`] for RSA-2048 (PKCS#1 v1.5,
+/// SHA-256) and Ed25519 keys: signed on the token, the certificate holds
+/// the slot's key, its signature verifies with RustCrypto and openssl
+/// parses it, and stored in the slot it is reported with the key. X25519
+/// cannot sign its own certificate ([`Error::KeyCannotSign`]).
+pub fn self_signed_certificates_for_rsa_and_ed25519<F: TokenFixture>(f: &mut F) {
+    use der::{Decode, Encode};
+    let mut token = fresh(f);
+    let mut algorithms = vec![(SlotId::Signature, Algorithm::Rsa2048)];
+    if firmware_has(&mut token, Algorithm::Ed25519) {
+        algorithms.push((SlotId::Authentication, Algorithm::Ed25519));
+    }
+    for (slot, algorithm) in algorithms {
+        let key = generate(
+            f,
+            &mut token,
+            slot,
+            algorithm,
+            PinPolicy::Never,
+            TouchPolicy::Never,
+        );
+        let signer = ok(crate::signer::TokenSigner::new(token, slot), "TokenSigner");
+        let (der, back) = ok(
+            crate::signer::self_signed_certificate(
+                signer,
+                "signer test",
+                Duration::from_secs(3600),
+            ),
+            &format!("self-signed {algorithm} certificate"),
+        );
+        token = back;
+        let cert = x509_cert::Certificate::from_der(&der)
+            .unwrap_or_else(|e| panic!("{algorithm} certificate: {e}"));
+        let spki = cert
+            .tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .unwrap_or_else(|e| panic!("SPKI: {e}"));
+        assert_eq!(spki, key.public_key.spki_der, "{algorithm}: the slot's key");
+        let tbs = cert
+            .tbs_certificate()
+            .to_der()
+            .unwrap_or_else(|e| panic!("TBS: {e}"));
+        let signature = cert
+            .signature()
+            .as_bytes()
+            .unwrap_or_else(|| panic!("signature bits"));
+        let (scheme, digest, oid) = if algorithm.is_rsa() {
+            (
+                SignatureScheme::RsaPkcs1v15,
+                HashAlgorithm::Sha256.digest(&tbs),
+                "1.2.840.113549.1.1.11",
+            )
+        } else {
+            (SignatureScheme::Ed25519, tbs.clone(), "1.3.101.112")
+        };
+        assert_eq!(cert.signature_algorithm().oid.to_string(), oid);
+        let input = if algorithm.is_rsa() {
+            SignInput::Digest {
+                hash: HashAlgorithm::Sha256,
+                digest: &digest,
+            }
+        } else {
+            SignInput::Message(&digest)
+        };
+        assert_scheme_signature(&key.public_key, scheme, &input, signature);
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let path = dir.path().join("cert.der");
+        std::fs::write(&path, &der).unwrap_or_else(|e| panic!("write: {e}"));
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-inform", "DER", "-noout", "-subject", "-in"])
+            .arg(&path)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl (tests/scripts/install-deps.sh): {e}"));
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("signer test"),
+            "openssl x509 reads the {algorithm} certificate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        admin(f, &mut token);
+        ok(token.put_certificate(slot, &der), "put certificate");
+        assert_eq!(
+            ok(token.key(slot), "key").certificate.as_deref(),
+            Some(&der[..])
+        );
+    }
+    if firmware_has(&mut token, Algorithm::X25519) {
+        generate(
+            f,
+            &mut token,
+            SlotId::KeyManagement,
+            Algorithm::X25519,
+            PinPolicy::Never,
+            TouchPolicy::Never,
+        );
+        let signer = ok(
+            crate::signer::TokenSigner::new(token, SlotId::KeyManagement),
+            "TokenSigner",
+        );
+        assert_err!(
+            crate::signer::self_signed_certificate(signer, "x", Duration::from_secs(60)),
+            Error::KeyCannotSign { .. },
+            "X25519 self-signed certificate"
+        );
+    }
+}
