@@ -16,6 +16,16 @@
 //! - PKCS#11: OpenSC's `opensc-pkcs11.so` signs through `pkcs11-tool`
 //!   (Yubico's libykcs11: `ykcs11_conformance.rs`).
 //!
+//! RSA-2048 and Ed25519, where the tool knows them (issue 14):
+//! yubico-piv-tool 2.2.0 generates RSA-2048 in 9a and 9d, imports an
+//! openssl key into 9e, attests, `test-signature` (PKCS#1 v1.5) and
+//! `test-decipher`; ykman 4 (RSA-2048) and ykman 5 (RSA-2048, Ed25519;
+//! X25519 generate and attest) generate, import, attest, export and sign a
+//! CSR and a self-signed certificate (openssl verifies both and refuses them
+//! with the signature changed); OpenSC signs RSA-2048 with PKCS#1 v1.5 and
+//! PSS; OpenSC 0.23 cannot sign with Ed25519 (pinned). (yubico-piv-tool
+//! 2.2.0, ykman 4.0.9, libykcs11 2.2.0 have no Ed25519.)
+//!
 //! Every signature is verified by `openssl` with the public key the tool
 //! printed at generation, every attestation certificate with `openssl
 //! verify` against the emulated root (`signer-daemon emulated root`) and the
@@ -39,7 +49,8 @@ use std::path::Path;
 use std::process::Command;
 
 use emulated_card_support::{
-    AES192_DEFAULT, EmulatedCard, TDES_DEFAULT, fails, ok, openssl_verify, piv_tool,
+    AES192_DEFAULT, EmulatedCard, TDES_DEFAULT, fails, ok, openssl_verify, piv_tool, spki_of,
+    verify_csr, verify_self_signed,
 };
 use signer_e2e::pcsc_sandbox::{
     Sandbox, SandboxConfig, VpcdDriver, YUBIKEY_READER_NAME, run_sandboxed,
@@ -545,3 +556,435 @@ fn pypi_ykman_5_through_a_reader_not_named_yubikey_with_the_nfc_atr() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------
+// RSA-2048 and Ed25519 (issue 14): the key types each tool knows.
+// yubico-piv-tool 2.2.0, ykman 4.0.9, libykcs11 2.2.0 and OpenSC 0.23 know
+// RSA but not Ed25519; ykman 5 knows both (and X25519).
+// ---------------------------------------------------------------------------
+
+/// A software key made by openssl (`genpkey`), and its public key PEM.
+fn openssl_key(
+    card: &EmulatedCard,
+    name: &str,
+    alg: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = card.path(&format!("{name}.key.pem"));
+    let public = card.path(&format!("{name}.pub.pem"));
+    let mut c = Command::new("openssl");
+    c.arg("genpkey");
+    match alg {
+        "RSA2048" => c.args(["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
+        "ED25519" => c.args(["-algorithm", "ED25519"]),
+        other => panic!("openssl_key: {other}"),
+    };
+    c.arg("-out").arg(&key);
+    ok(c, "openssl genpkey");
+    let mut c = Command::new("openssl");
+    c.args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&public);
+    ok(c, "openssl pkey -pubout");
+    (key, public)
+}
+
+sandboxed_test!(
+    fn yubico_piv_tool_rsa2048_generates_imports_attests_signs_and_deciphers(sandbox) {
+        let card = EmulatedCard::start(sandbox, 12_345_678, "tdes", "usb");
+        let key = format!("--key={TDES_DEFAULT}");
+        let f9 = card.path("f9.pem");
+        ok(
+            piv_tool(sandbox, &["-a", "read-certificate", "-s", "f9", "-o", f9.to_str().unwrap()]),
+            "yubico-piv-tool -a read-certificate -s f9",
+        );
+        // Generate RSA-2048 in 9a (signing) and 9d (key management); the
+        // attestation chain verifies and holds the generated key; the
+        // attestation certificate becomes the slot's certificate.
+        for (slot, policy) in [("9a", "once"), ("9d", "always")] {
+            let public = card.path(&format!("rsa.{slot}.pub.pem"));
+            ok(
+                piv_tool(sandbox, &[&key, "-a", "generate", "-s", slot, "-A", "RSA2048",
+                                    &format!("--pin-policy={policy}"), "--touch-policy=never",
+                                    "-o", public.to_str().unwrap()]),
+                "yubico-piv-tool -a generate -A RSA2048",
+            );
+            let att = card.path(&format!("rsa.{slot}.attest.pem"));
+            ok(
+                piv_tool(sandbox, &["-a", "attest", "-s", slot, "-o", att.to_str().unwrap()]),
+                "yubico-piv-tool -a attest (RSA-2048)",
+            );
+            verify_chain(&card, &f9, &att);
+            assert_eq!(
+                pem_key(&cert_public_key(&att)),
+                pem_key(&std::fs::read_to_string(&public).unwrap()),
+                "{slot}: the attested key is the generated RSA key"
+            );
+            ok(
+                piv_tool(sandbox, &[&key, "-a", "import-certificate", "-s", slot, "-i",
+                                    att.to_str().unwrap()]),
+                "yubico-piv-tool -a import-certificate (RSA-2048)",
+            );
+        }
+        // test-signature: PKCS#1 v1.5 over SHA-256, checked by the tool
+        // (OpenSSL) against the certificate's key.
+        let att9a = card.path("rsa.9a.attest.pem");
+        let out = ok(
+            piv_tool(sandbox, &["-a", "verify-pin", "-P", "123456", "-a", "test-signature", "-s",
+                                "9a", "-i", att9a.to_str().unwrap()]),
+            "yubico-piv-tool -a test-signature (RSA-2048)",
+        );
+        assert!(out.contains("Successful RSA verification"), "{out}");
+        // test-decipher: the tool encrypts to the certificate's key, the
+        // card decrypts (PIN policy always: the PIN right before).
+        let att9d = card.path("rsa.9d.attest.pem");
+        let out = ok(
+            piv_tool(sandbox, &["-a", "verify-pin", "-P", "123456", "-a", "test-decipher", "-s",
+                                "9d", "-i", att9d.to_str().unwrap()]),
+            "yubico-piv-tool -a test-decipher (RSA-2048)",
+        );
+        assert!(out.contains("Successfully performed RSA decryption"), "{out}");
+
+        // import-key: an openssl RSA-2048 key into 9e (PIN never); its
+        // self-signed certificate (made by openssl) verifies the card's
+        // signature; a certificate of another key does not.
+        let (sw_key, _sw_pub) = openssl_key(&card, "rsa.9e", "RSA2048");
+        ok(
+            piv_tool(sandbox, &[&key, "-a", "import-key", "-s", "9e", "-i",
+                                sw_key.to_str().unwrap(), "--pin-policy=never"]),
+            "yubico-piv-tool -a import-key (RSA-2048)",
+        );
+        let sw_cert = card.path("rsa.9e.cert.pem");
+        let mut c = Command::new("openssl");
+        c.args(["req", "-new", "-x509", "-subj", "/CN=imported", "-key"]).arg(&sw_key);
+        c.arg("-out").arg(&sw_cert);
+        ok(c, "openssl req -x509");
+        ok(
+            piv_tool(sandbox, &[&key, "-a", "import-certificate", "-s", "9e", "-i",
+                                sw_cert.to_str().unwrap()]),
+            "yubico-piv-tool -a import-certificate 9e",
+        );
+        let out = ok(
+            piv_tool(sandbox, &["-a", "test-signature", "-s", "9e", "-i",
+                                sw_cert.to_str().unwrap()]),
+            "yubico-piv-tool -a test-signature 9e (imported RSA-2048)",
+        );
+        assert!(out.contains("Successful RSA verification"), "{out}");
+        let out = fails(
+            piv_tool(sandbox, &["-a", "verify-pin", "-P", "123456", "-a", "test-signature", "-s",
+                                "9a", "-i", sw_cert.to_str().unwrap()]),
+            "test-signature of 9a against 9e's certificate",
+        );
+        assert!(out.contains("Failed RSA verification"), "{out}");
+        card.stop();
+    }
+);
+
+/// For each (algorithm, slot): ykman generates the key on the card (PIN
+/// once, no touch), attests it (the chain verifies, the key is the
+/// generated one), exports it, makes a CSR and a self-signed certificate
+/// with it (openssl verifies both signatures and refuses them changed);
+/// then imports an openssl key of the same type into 9e and makes a CSR
+/// with it. X25519 (no signatures) is generated and attested only.
+fn ykman_key_types(
+    sandbox: &Sandbox,
+    ykman: &str,
+    card: &EmulatedCard,
+    label: &str,
+    algs: &[(&str, &str)],
+) {
+    let run = |args: &[&str]| {
+        let mut c = sandbox.command(ykman);
+        c.args(args);
+        c
+    };
+    let f9 = card.path(&format!("{label}.f9.pem"));
+    ok(
+        run(&["piv", "certificates", "export", "f9", f9.to_str().unwrap()]),
+        &format!("{label} piv certificates export f9"),
+    );
+    for (alg, slot) in algs {
+        let what = format!("{label} {alg} in {slot}");
+        let public = card.path(&format!("{label}.{alg}.{slot}.pub.pem"));
+        ok(
+            run(&[
+                "piv",
+                "keys",
+                "generate",
+                "--management-key",
+                AES192_DEFAULT,
+                "-a",
+                alg,
+                "--pin-policy",
+                "ONCE",
+                "--touch-policy",
+                "NEVER",
+                slot,
+                public.to_str().unwrap(),
+            ]),
+            &format!("{what}: piv keys generate"),
+        );
+        let att = card.path(&format!("{label}.{alg}.{slot}.attest.pem"));
+        ok(
+            run(&["piv", "keys", "attest", slot, att.to_str().unwrap()]),
+            &format!("{what}: piv keys attest"),
+        );
+        verify_chain(card, &f9, &att);
+        assert_eq!(
+            spki_of("cert", &att),
+            spki_of("key", &public),
+            "{what}: the attested key is the generated key"
+        );
+        let exported = card.path(&format!("{label}.{alg}.{slot}.export.pem"));
+        ok(
+            run(&["piv", "keys", "export", slot, exported.to_str().unwrap()]),
+            &format!("{what}: piv keys export"),
+        );
+        assert_eq!(
+            spki_of("key", &exported),
+            spki_of("key", &public),
+            "{what}: export"
+        );
+        if *alg == "X25519" {
+            continue; // a key-agreement key: no CSR, no certificate signature
+        }
+        let csr = card.path(&format!("{label}.{alg}.{slot}.csr.pem"));
+        ok(
+            run(&[
+                "piv",
+                "certificates",
+                "request",
+                "--pin",
+                "123456",
+                "--subject",
+                &format!("CN={label} {alg}"),
+                slot,
+                public.to_str().unwrap(),
+                csr.to_str().unwrap(),
+            ]),
+            &format!("{what}: piv certificates request"),
+        );
+        verify_csr(&csr, &public);
+        ok(
+            run(&[
+                "piv",
+                "certificates",
+                "generate",
+                "--management-key",
+                AES192_DEFAULT,
+                "--pin",
+                "123456",
+                "--subject",
+                &format!("CN={label} {alg}"),
+                slot,
+                public.to_str().unwrap(),
+            ]),
+            &format!("{what}: piv certificates generate"),
+        );
+        let cert = card.path(&format!("{label}.{alg}.{slot}.cert.pem"));
+        ok(
+            run(&[
+                "piv",
+                "certificates",
+                "export",
+                slot,
+                cert.to_str().unwrap(),
+            ]),
+            &format!("{what}: piv certificates export"),
+        );
+        verify_self_signed(&cert, &public);
+
+        // An imported key of the same type (into 9e) signs a CSR too.
+        let (sw_key, sw_pub) = openssl_key(card, &format!("{label}.{alg}.9e"), alg);
+        ok(
+            run(&[
+                "piv",
+                "keys",
+                "import",
+                "--management-key",
+                AES192_DEFAULT,
+                "--pin-policy",
+                "NEVER",
+                "9e",
+                sw_key.to_str().unwrap(),
+            ]),
+            &format!("{label} {alg}: piv keys import 9e"),
+        );
+        let exported = card.path(&format!("{label}.{alg}.9e.export.pem"));
+        ok(
+            run(&["piv", "keys", "export", "9e", exported.to_str().unwrap()]),
+            &format!("{label} {alg}: piv keys export 9e"),
+        );
+        assert_eq!(
+            spki_of("key", &exported),
+            spki_of("key", &sw_pub),
+            "{label} {alg}: import"
+        );
+        let csr = card.path(&format!("{label}.{alg}.9e.csr.pem"));
+        ok(
+            run(&[
+                "piv",
+                "certificates",
+                "request",
+                "--pin",
+                "123456",
+                "--subject",
+                "CN=imported",
+                "9e",
+                sw_pub.to_str().unwrap(),
+                csr.to_str().unwrap(),
+            ]),
+            &format!("{label} {alg}: piv certificates request 9e"),
+        );
+        verify_csr(&csr, &sw_pub);
+    }
+}
+
+sandboxed_test!(
+    fn debian_ykman_4_rsa2048_generates_imports_attests_and_signs(sandbox) {
+        let card = EmulatedCard::start(sandbox, 12_345_678, "aes192", "usb");
+        ykman_key_types(sandbox, "/usr/bin/ykman", &card, "ykman-4", &[("RSA2048", "9a")]);
+        card.stop();
+    }
+);
+
+sandboxed_test!(
+    fn pypi_ykman_5_rsa2048_ed25519_x25519_generate_import_attest_and_sign(sandbox) {
+        let Some(ykman) = pypi_ykman() else {
+            return;
+        };
+        let card = EmulatedCard::start(sandbox, 12_345_678, "aes192", "usb");
+        ykman_key_types(
+            sandbox,
+            &ykman,
+            &card,
+            "ykman-5",
+            &[("RSA2048", "9a"), ("ED25519", "9c"), ("X25519", "9d")],
+        );
+        card.stop();
+    }
+);
+
+/// `pkcs11-tool --sign` through OpenSC's module with the key in 9a (its
+/// certificate there, made by yubico-piv-tool's attest), then `openssl
+/// dgst -verify` with the key generation printed.
+fn opensc_sign(
+    sandbox: &Sandbox,
+    card: &EmulatedCard,
+    mechanism: &str,
+    data: &Path,
+) -> std::path::PathBuf {
+    let module = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
+    assert!(
+        Path::new(module).exists(),
+        "{module} is missing (package opensc-pkcs11)"
+    );
+    let sig = card.path(&format!("data.{mechanism}.sig"));
+    let mut c = sandbox.command("pkcs11-tool");
+    c.args([
+        "--module",
+        module,
+        "--login",
+        "--pin",
+        "123456",
+        "--sign",
+        "--id",
+        "01",
+        "--mechanism",
+        mechanism,
+        "-i",
+    ]);
+    c.arg(data).arg("-o").arg(&sig);
+    ok(
+        c,
+        &format!("pkcs11-tool --sign --mechanism {mechanism} (OpenSC)"),
+    );
+    sig
+}
+
+sandboxed_test!(
+    fn opensc_pkcs11_signs_with_rsa2048_pkcs1_and_pss(sandbox) {
+        let card = EmulatedCard::start(sandbox, 12_345_678, "tdes", "usb");
+        let key = format!("--key={TDES_DEFAULT}");
+        let public = card.path("9a.pub.pem");
+        ok(
+            piv_tool(sandbox, &[&key, "-a", "generate", "-s", "9a", "-A", "RSA2048",
+                                "--pin-policy=once", "--touch-policy=never", "-o",
+                                public.to_str().unwrap()]),
+            "yubico-piv-tool -a generate -A RSA2048",
+        );
+        let att = card.path("9a.attest.pem");
+        ok(
+            piv_tool(sandbox, &["-a", "attest", "-s", "9a", "-o", att.to_str().unwrap()]),
+            "yubico-piv-tool -a attest",
+        );
+        ok(
+            piv_tool(sandbox, &[&key, "-a", "import-certificate", "-s", "9a", "-i",
+                                att.to_str().unwrap()]),
+            "yubico-piv-tool -a import-certificate",
+        );
+        let data = card.path("data.txt");
+        std::fs::write(&data, b"RSA through OpenSC and the emulated card\n").unwrap();
+        let other = card.path("other.txt");
+        std::fs::write(&other, b"something else\n").unwrap();
+        // PKCS#1 v1.5 with SHA-256.
+        let sig = opensc_sign(sandbox, &card, "SHA256-RSA-PKCS", &data);
+        openssl_verify(&public, "-sha256", &data, &sig);
+        let mut v = Command::new("openssl");
+        v.args(["dgst", "-sha256", "-verify"]).arg(&public);
+        v.arg("-signature").arg(&sig).arg(&other);
+        fails(v, "openssl verify (PKCS#1) over other data");
+        // PSS with SHA-256, MGF1-SHA-256, 32-byte salt (the host pads, the
+        // card computes raw RSA, as on a YubiKey).
+        let sig = opensc_sign(sandbox, &card, "SHA256-RSA-PKCS-PSS", &data);
+        let pss = |file: &Path| {
+            let mut v = Command::new("openssl");
+            v.args(["dgst", "-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt",
+                    "rsa_pss_saltlen:32", "-verify"]).arg(&public);
+            v.arg("-signature").arg(&sig).arg(file);
+            v
+        };
+        let out = ok(pss(&data), "openssl dgst -verify (PSS)");
+        assert!(out.contains("Verified OK"), "{out}");
+        fails(pss(&other), "openssl verify (PSS) over other data");
+        card.stop();
+    }
+);
+
+// OpenSC 0.23's PIV driver lists an Ed25519 key's certificate and public
+// key but no private key, and its module offers no EDDSA mechanism
+// (`pkcs11-tool -M`): it cannot sign with Ed25519 (a limit of that OpenSC,
+// not of the card). Pinned, so that a newer OpenSC that can shows up here
+// (then sign with it and verify with openssl).
+sandboxed_test!(
+    fn opensc_0_23_lists_an_ed25519_key_but_cannot_sign_with_it(sandbox) {
+        let Some(ykman) = pypi_ykman() else {
+            return;
+        };
+        let card = EmulatedCard::start(sandbox, 12_345_678, "aes192", "usb");
+        let public = card.path("ed.pub.pem");
+        let mut c = sandbox.command(&ykman);
+        c.args(["piv", "keys", "generate", "--management-key", AES192_DEFAULT, "-a", "ED25519",
+                "--pin-policy", "ONCE", "9a"]).arg(&public);
+        ok(c, "ykman 5 piv keys generate -a ED25519");
+        let mut c = sandbox.command(&ykman);
+        c.args(["piv", "certificates", "generate", "--management-key", AES192_DEFAULT, "--pin",
+                "123456", "--subject", "CN=ed25519", "9a"]).arg(&public);
+        ok(c, "ykman 5 piv certificates generate (Ed25519)");
+        let module = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
+        let mut c = sandbox.command("pkcs11-tool");
+        c.args(["--module", module, "--list-objects"]);
+        let out = ok(c, "pkcs11-tool --list-objects (OpenSC)");
+        assert!(out.contains("EC_EDWARDS") && out.contains("06032b6570"), "{out}");
+        assert!(!out.contains("Private Key Object"), "OpenSC now shows the private key:\n{out}");
+        let data = card.path("data.txt");
+        std::fs::write(&data, b"Ed25519\n").unwrap();
+        let mut c = sandbox.command("pkcs11-tool");
+        c.args(["--module", module, "--login", "--pin", "123456", "--sign", "--id", "01",
+                "--mechanism", "EDDSA", "-i"]);
+        c.arg(&data).arg("-o").arg(card.path("data.sig"));
+        let out = fails(c, "pkcs11-tool --sign --mechanism EDDSA (OpenSC 0.23)");
+        assert!(out.contains("Private key not found"), "{out}");
+        card.stop();
+    }
+);
