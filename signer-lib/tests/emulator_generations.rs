@@ -52,6 +52,22 @@ fn default_key(firmware: FirmwareVersion) -> ManagementKey {
     ManagementKey::default_for(alg).unwrap()
 }
 
+/// `open`, again while the state file is [`Error::StateLocked`] (up to 2 s):
+/// a child that another test thread forks (openssl) inherits the lock
+/// file's descriptor until it execs, so a token just dropped can look held
+/// for that instant.
+fn retry_locked<T>(mut open: impl FnMut() -> signer_lib::Result<T>) -> T {
+    for _ in 0..200 {
+        match open() {
+            Err(Error::StateLocked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            other => return other.unwrap(),
+        }
+    }
+    open().unwrap()
+}
+
 /// The emulated card as vpcd sees it: APDU bytes in and out, every state
 /// change persisted before the answer.
 struct Dev {
@@ -61,7 +77,7 @@ struct Dev {
 
 impl Dev {
     fn open(path: &Path, firmware: FirmwareVersion) -> Dev {
-        let mut card = EmulatedSmartCard::open(path, Arc::new(ApproveTouch)).unwrap();
+        let mut card = retry_locked(|| EmulatedSmartCard::open(path, Arc::new(ApproveTouch)));
         card.power_on();
         let mut dev = Dev { card, firmware };
         assert_eq!(dev.hex("00a4040005a000000308").1, 0x9000, "SELECT PIV");
@@ -348,7 +364,7 @@ fn move_and_delete_persist_through_the_state_file() {
     assert_eq!(d.sw("00f6859a"), 0x9000, "MOVE 9a -> 85");
     drop(d);
 
-    let mut t = EmulatedToken::open(&path, Arc::new(ApproveTouch)).unwrap();
+    let mut t = retry_locked(|| EmulatedToken::open(&path, Arc::new(ApproveTouch)));
     let moved = t.key(SlotId::Retired(0x85)).unwrap();
     assert_eq!(moved.public_key, before.public_key, "the same key in 85");
     assert_eq!(moved.pin_policy, PinPolicy::Never);
@@ -379,7 +395,7 @@ fn move_and_delete_persist_through_the_state_file() {
         .unwrap()
         .unwrap();
     drop(t);
-    let mut t = EmulatedToken::open(&path, Arc::new(ApproveTouch)).unwrap();
+    let mut t = retry_locked(|| EmulatedToken::open(&path, Arc::new(ApproveTouch)));
     assert!(matches!(
         t.key(SlotId::Retired(0x85)),
         Err(Error::KeyNotFound { .. })
@@ -567,5 +583,58 @@ fn attestation_chain_per_generation() {
                 "{fw}: openssl verified without the intermediates: {text}"
             );
         }
+    }
+}
+
+#[test]
+fn reset_restores_the_factory_management_key_of_the_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    // (firmware, key type at init, key type GET METADATA 9B reports after RESET)
+    for (fw, at_init, after) in [
+        (V543, ManagementKeyAlgorithm::Aes192, 0x03),
+        (V543, ManagementKeyAlgorithm::Tdes, 0x03),
+        (V574, ManagementKeyAlgorithm::Aes192, 0x0a),
+    ] {
+        let path = dir.path().join(format!("{fw}-{at_init}.state"));
+        drop(
+            EmulatedToken::init(
+                &path,
+                &InitOptions {
+                    serial: Some(1),
+                    firmware: fw,
+                    management_key_algorithm: Some(at_init),
+                },
+            )
+            .unwrap(),
+        );
+        let mut d = Dev::open(&path, fw);
+        let (meta, sw) = d.hex("00f7009b00");
+        assert_eq!(sw, 0x9000);
+        assert_eq!(&meta[..3], &[0x01, 0x01, at_init.id()], "{fw}: before");
+        for _ in 0..3 {
+            d.hex("0020008008 3030303030303030");
+            d.hex("002c008010 3030303030303030 3131313131313131");
+        }
+        assert_eq!(d.sw("00fb0000"), 0x9000, "{fw}: RESET");
+        let (meta, sw) = d.hex("00f7009b00");
+        assert_eq!(sw, 0x9000);
+        assert_eq!(
+            &meta[..3],
+            &[0x01, 0x01, after],
+            "{fw} ({at_init} at init): after RESET"
+        );
+        // ... and it is the default key of that type.
+        let alg = ManagementKeyAlgorithm::from_id(after).unwrap();
+        let key = ManagementKey::default_for(alg).unwrap();
+        let cmd1 = HostAuthentication::witness_request(alg);
+        let (a1, sw) = d.send(&cmd1.to_bytes().unwrap());
+        assert_eq!(sw, 0x9000);
+        let (_, cmd2) =
+            HostAuthentication::answer_witness(&key, &a1, &mut getrandom::SysRng).unwrap();
+        assert_eq!(
+            d.send(&cmd2.to_bytes().unwrap()).1,
+            0x9000,
+            "{fw}: default key after RESET"
+        );
     }
 }

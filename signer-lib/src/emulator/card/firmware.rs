@@ -215,6 +215,22 @@ pub fn require_management_key_algorithm(
     }
 }
 
+/// The management key type a PIV RESET restores. Before 5.7 the factory
+/// key is 3DES whatever the key became (an emulated 5.4-5.6 token made with
+/// an AES key models one whose owner changed it: a reset brings 3DES back,
+/// as ykman's `test_management_key_metadata` expects); from 5.7 the type
+/// chosen at init (AES-192 unless asked otherwise).
+pub fn factory_management_key_algorithm(
+    firmware: FirmwareVersion,
+    chosen_at_init: ManagementKeyAlgorithm,
+) -> ManagementKeyAlgorithm {
+    if supports(firmware, Feature::AesDefaultManagementKey) {
+        chosen_at_init
+    } else {
+        ManagementKeyAlgorithm::Tdes
+    }
+}
+
 /// Whether the emulator models `firmware`; `Err` says what it models.
 pub fn check_modelled(firmware: FirmwareVersion) -> Result<()> {
     let modelled = match (firmware.major, firmware.minor) {

@@ -1142,14 +1142,20 @@ impl Card {
     /// **Command** RESET (FB): factory-reset the PIV applet. Refused
     /// ([`Error::ResetNotAllowed`]) unless both PIN and PUK are blocked.
     /// Keeps the f9 attestation key and certificate, like the device;
-    /// restores the management key algorithm chosen at init.
+    /// restores the factory management key: 3DES before firmware 5.7 (as
+    /// the device, whatever the key type was), the algorithm chosen at init
+    /// from 5.7 (see [`firmware::factory_management_key_algorithm`]).
     pub fn reset(&mut self) -> Result<()> {
         self.enter(Cmd::Other);
         if !(self.state.pin_retries.is_blocked() && self.state.puk_retries.is_blocked()) {
             return Err(Error::ResetNotAllowed);
         }
-        let factory =
-            state::StoredManagementKey::factory(self.state.factory_management_key_algorithm);
+        let factory = state::StoredManagementKey::factory(
+            firmware::factory_management_key_algorithm(
+                self.state.firmware,
+                self.state.factory_management_key_algorithm,
+            ), // E2
+        );
         self.state.management_key = factory;
         self.state.pin = state::SecretBytes::new(Pin::DEFAULT_PIN);
         self.state.puk = state::SecretBytes::new(Pin::DEFAULT_PUK);
