@@ -12,6 +12,11 @@
 //!   `ECDSA-SHA256`; `openssl dgst -verify` checks the signature with the
 //!   public key libykcs11 read from the card, which is also the key ykman
 //!   exports from slot 9c.
+//! - RSA-2048 (issue 14): keygen in 9d (id 3) as SO, `SHA256-RSA-PKCS`
+//!   and `SHA256-RSA-PKCS-PSS` signatures openssl verifies (and refuses
+//!   over other data), `RSA-PKCS` decryption of what openssl encrypted to
+//!   the card's key, a wrong PIN signs nothing. (libykcs11 2.2.0 has no
+//!   Ed25519.)
 //! - securesystemslib's `HSMSigner` (newest from PyPI, through
 //!   python-pkcs11, `PYKCS11LIB` = libykcs11) signs a TUF root with URI
 //!   `hsm:2` (9c, P-256) and `hsm:3` (9d, P-384); python-tuf verifies it
@@ -166,6 +171,76 @@ sandboxed_test!(
         v.args(["dgst", "-sha256", "-verify"]).arg(&public);
         v.arg("-signature").arg(&sig).arg(&other);
         fails(v, "openssl verify over other data");
+        card.stop();
+    }
+);
+
+sandboxed_test!(
+    fn pkcs11_tool_with_libykcs11_generates_rsa2048_signs_pkcs1_and_pss_and_decrypts(sandbox) {
+        let card = EmulatedCard::start(sandbox, SERIAL, "tdes", "usb");
+        // RSA-2048 in 9d (id 3) as SO; the key libykcs11 reads is the key
+        // ykman exports from 9d.
+        let out = generate_as_so(sandbox, "03", "rsa:2048");
+        assert!(out.contains("RSA 2048 bits"), "RSA-2048: {out}");
+        let public = public_key(sandbox, card.dir.path(), "03");
+        let exported = card.path("9d.ykman.pem");
+        let mut c = sandbox.command("/usr/bin/ykman");
+        c.args(["piv", "keys", "export", "9d"]).arg(&exported);
+        ok(c, "ykman piv keys export 9d");
+        assert_eq!(pem_body(&exported), pem_body(&public), "libykcs11's id 3 is slot 9d");
+
+        let data = card.path("data.txt");
+        std::fs::write(&data, b"RSA through Yubico's libykcs11\n").unwrap();
+        let other = card.path("other.txt");
+        std::fs::write(&other, b"RSA through Yubico's libykcs11!\n").unwrap();
+        let sign = |mechanism: &str| {
+            let sig = card.path(&format!("data.{mechanism}.sig"));
+            let mut c = p11(sandbox, &["--login", "--pin", PIN, "--sign", "--id", "03",
+                                       "--mechanism", mechanism, "-i"]);
+            c.arg(&data).arg("-o").arg(&sig);
+            ok(c, &format!("pkcs11-tool --sign --mechanism {mechanism} (libykcs11)"));
+            sig
+        };
+        // PKCS#1 v1.5 with SHA-256; openssl verifies, not over other data.
+        let sig = sign("SHA256-RSA-PKCS");
+        openssl_verify(&public, "-sha256", &data, &sig);
+        let mut v = Command::new("openssl");
+        v.args(["dgst", "-sha256", "-verify"]).arg(&public);
+        v.arg("-signature").arg(&sig).arg(&other);
+        fails(v, "openssl verify (PKCS#1) over other data");
+        // PSS with SHA-256 (MGF1-SHA-256, 32-byte salt).
+        let sig = sign("SHA256-RSA-PKCS-PSS");
+        let pss = |file: &Path| {
+            let mut v = Command::new("openssl");
+            v.args(["dgst", "-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt",
+                    "rsa_pss_saltlen:32", "-verify"]).arg(&public);
+            v.arg("-signature").arg(&sig).arg(file);
+            v
+        };
+        let out = ok(pss(&data), "openssl dgst -verify (PSS)");
+        assert!(out.contains("Verified OK"), "{out}");
+        fails(pss(&other), "openssl verify (PSS) over other data");
+        // Decryption: openssl encrypts to the card's key (PKCS#1 v1.5), the
+        // card decrypts through libykcs11.
+        let secret = card.path("secret.txt");
+        std::fs::write(&secret, b"the session key\n").unwrap();
+        let enc = card.path("secret.enc");
+        let mut c = Command::new("openssl");
+        c.args(["pkeyutl", "-encrypt", "-pubin", "-inkey"]).arg(&public);
+        c.arg("-in").arg(&secret).arg("-out").arg(&enc);
+        ok(c, "openssl pkeyutl -encrypt");
+        let dec = card.path("secret.dec");
+        let mut c = p11(sandbox, &["--login", "--pin", PIN, "--decrypt", "--id", "03",
+                                   "--mechanism", "RSA-PKCS", "-i"]);
+        c.arg(&enc).arg("-o").arg(&dec);
+        ok(c, "pkcs11-tool --decrypt --mechanism RSA-PKCS (libykcs11)");
+        assert_eq!(std::fs::read(&dec).unwrap(), b"the session key\n");
+        // A wrong PIN: no signature.
+        let mut c = p11(sandbox, &["--login", "--pin", "654321", "--sign", "--id", "03",
+                                   "--mechanism", "SHA256-RSA-PKCS", "-i"]);
+        c.arg(&data).arg("-o").arg(card.path("wrong-pin.sig"));
+        let out = fails(c, "pkcs11-tool --sign with a wrong PIN");
+        assert!(out.contains("CKR_PIN_INCORRECT"), "{out}");
         card.stop();
     }
 );
