@@ -18,6 +18,7 @@ const DAEMON: &str = env!("CARGO_BIN_EXE_signer-daemon");
 const SIGNERCTL: &str = env!("CARGO_BIN_EXE_signerctl");
 const TOKEN_A: u32 = 11_111_111;
 const TOKEN_B: u32 = 22_222_222;
+const TOKEN_C: u32 = 33_333_333;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -125,12 +126,42 @@ impl Ceremony {
 
     /// With the emulated touch source `approve` or `deny`.
     fn start_with_touch(touch: &str) -> Ceremony {
+        Ceremony::start_with(
+            &[
+                (TOKEN_A, &[("9c", "p256"), ("9d", "p384")][..]),
+                (TOKEN_B, &[("9c", "p256")][..]),
+            ],
+            touch,
+        )
+    }
+
+    /// A and B as [`Ceremony::start`] has them, and token C (33333333)
+    /// with an Ed25519 key in 9c, an RSA-2048 key in 9d, an RSA-3072 key
+    /// in 9a and an X25519 key in 9e.
+    fn start_with_ed25519_and_rsa() -> Ceremony {
+        Ceremony::start_with(
+            &[
+                (TOKEN_A, &[("9c", "p256"), ("9d", "p384")][..]),
+                (TOKEN_B, &[("9c", "p256")][..]),
+                (
+                    TOKEN_C,
+                    &[
+                        ("9c", "ed25519"),
+                        ("9d", "rsa2048"),
+                        ("9a", "rsa3072"),
+                        ("9e", "x25519"),
+                    ][..],
+                ),
+            ],
+            "approve",
+        )
+    }
+
+    /// These tokens (serial, [(slot, algorithm)]), with the touch source `touch`.
+    fn start_with(spec: &[(u32, &[(&str, &str)])], touch: &str) -> Ceremony {
         let dir = tempfile::tempdir().unwrap();
         let mut tokens = Vec::new();
-        for (serial, keys) in [
-            (TOKEN_A, &[("9c", "p256"), ("9d", "p384")][..]),
-            (TOKEN_B, &[("9c", "p256")][..]),
-        ] {
+        for &(serial, keys) in spec {
             let state = dir.path().join(format!("{serial}.state"));
             let out = output(
                 Command::new(DAEMON)
@@ -1053,4 +1084,243 @@ fn a_refused_touch_fails_with_exit_5_and_leaves_the_file_unchanged() {
     );
     assert_eq!(std::fs::read(c.path("root.json")).unwrap(), before);
     assert_eq!(files_in(c.dir.path()), listing);
+}
+
+#[test]
+fn tuf_key_of_ed25519_and_rsa_keys_is_the_key_and_key_id_securesystemslib_computes() {
+    let c = Ceremony::start_with_ed25519_and_rsa();
+    for (slot, keytype, scheme) in [
+        ("9c", "ed25519", "ed25519"),
+        ("9d", "rsa", "rsassa-pss-sha256"),
+        ("9a", "rsa", "rsassa-pss-sha256"),
+    ] {
+        let (path, keyid) = c.key(TOKEN_C, slot, &format!("c{slot}.json"));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(v["key"]["keytype"], keytype, "{v}");
+        assert_eq!(v["key"]["scheme"], scheme, "{v}");
+        let public = v["key"]["keyval"]["public"].as_str().unwrap();
+        if keytype == "ed25519" {
+            assert_eq!(public.len(), 64, "{public}");
+            assert!(
+                public
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
+        } else {
+            assert!(
+                public.starts_with("-----BEGIN PUBLIC KEY-----\n"),
+                "{public}"
+            );
+        }
+        // securesystemslib derives the same key (SSlibKey.from_crypto) and key id.
+        let check = tuf_check_cmd("key", &[&path]);
+        assert_eq!(check.code, 0, "{}{}", check.text(), check.stderr);
+        assert!(check.text().contains(&keyid), "{}", check.text());
+    }
+    // An X25519 key cannot sign metadata: refused, naming the types that can.
+    let out = c.ctl(&["tuf", "key", "--key", "9e", "--token", &TOKEN_C.to_string()]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot sign TUF metadata"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Ed25519 (ed25519)"), "{}", out.stderr);
+}
+
+#[test]
+fn roots_signed_by_ed25519_and_rsa_keys_verify_with_python_tuf_and_one_changed_byte_fails() {
+    let c = Ceremony::start_with_ed25519_and_rsa();
+    for (slot, name, sig_len) in [
+        ("9c", "ed25519", 64),
+        ("9d", "rsa2048", 256),
+        ("9a", "rsa3072", 384),
+    ] {
+        let (key, keyid) = c.key(TOKEN_C, slot, &format!("{name}.key.json"));
+        let root = format!("{name}.root.json");
+        c.ok(&[
+            "tuf",
+            "init",
+            "--root-key",
+            key.to_str().unwrap(),
+            "-o",
+            &root,
+        ]);
+        assert_eq!(
+            tuf_check_cmd("verify-root", &[&c.path(&root)]).code,
+            1,
+            "unsigned is rejected"
+        );
+        let out = c.sign(TOKEN_C, slot, &root, &[]);
+        assert!(
+            out.stderr
+                .contains("1 of 1 required valid signatures (threshold met)"),
+            "{}",
+            out.stderr
+        );
+        let check = tuf_check_cmd("verify-root", &[&c.path(&root)]);
+        assert_eq!(
+            check.code,
+            0,
+            "python-tuf ({name}): {}{}",
+            check.text(),
+            check.stderr
+        );
+        assert!(
+            check.text().contains("1 of threshold 1"),
+            "{}",
+            check.text()
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(c.path(&root)).unwrap()).unwrap();
+        assert_eq!(json["signatures"][0]["keyid"], keyid.as_str());
+        let sig = json["signatures"][0]["sig"].as_str().unwrap();
+        assert_eq!(sig.len(), 2 * sig_len, "{name}: {sig}");
+        // The daemon's audit log: Ed25519 signed the canonical bytes
+        // themselves (recorded as their SHA-512), RSA-PSS their SHA-256.
+        let md = signer_daemon::ctl::tuf::metadata::Metadata::parse(
+            &std::fs::read(c.path(&root)).unwrap(),
+        )
+        .unwrap();
+        let (hash, digest) = if name == "ed25519" {
+            ("sha512", hex::encode(sha2::Sha512::digest(&md.canonical)))
+        } else {
+            ("sha256", hex::encode(sha2::Sha256::digest(&md.canonical)))
+        };
+        let audit = std::fs::read_to_string(c.path("audit.jsonl")).unwrap();
+        assert!(
+            audit
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .any(|e| e["operation"] == "sign"
+                    && e["outcome"] == "ok"
+                    && e["token_serial"] == TOKEN_C
+                    && e["slot"] == slot
+                    && e["hash"] == hash
+                    && e["digest"] == digest.as_str()),
+            "no audited {hash} signature of {digest}: {audit}"
+        );
+        let ours = c.ctl(&["tuf", "verify", &root]);
+        assert_eq!(ours.code, 0, "{}", ours.text());
+        assert!(
+            ours.text().contains(&format!("{keyid}  valid")),
+            "{}",
+            ours.text()
+        );
+
+        let bad = c.path(&format!("{name}.tampered.json"));
+        tamper(&c.path(&root), &bad);
+        let check = tuf_check_cmd("verify-root", &[&bad]);
+        assert_eq!(
+            check.code,
+            1,
+            "python-tuf accepted a changed byte ({name}): {}",
+            check.text()
+        );
+        assert!(
+            check.text().contains("signed by 0/1 keys"),
+            "{}",
+            check.text()
+        );
+        let ours = c.ctl(&["tuf", "verify", bad.to_str().unwrap()]);
+        assert_eq!(ours.code, 7, "{}", ours.text());
+        assert!(ours.text().contains("INVALID"), "{}", ours.text());
+    }
+}
+
+#[test]
+fn a_mixed_root_of_ecdsa_ed25519_and_rsa_keys_with_threshold_two_verifies_with_python_tuf() {
+    let c = Ceremony::start_with_ed25519_and_rsa();
+    let (kp, idp) = c.key(TOKEN_A, "9c", "p256.json");
+    let (ke, ide) = c.key(TOKEN_C, "9c", "ed25519.json");
+    let (kr, idr) = c.key(TOKEN_C, "9d", "rsa.json");
+    c.ok(&[
+        "tuf",
+        "init",
+        "--root-key",
+        kp.to_str().unwrap(),
+        "--root-key",
+        ke.to_str().unwrap(),
+        "--root-key",
+        kr.to_str().unwrap(),
+        "--threshold",
+        "2",
+        "-o",
+        "root.json",
+    ]);
+    // One signature (Ed25519): below the threshold for both verifiers.
+    c.sign(TOKEN_C, "9c", "root.json", &[]);
+    let check = tuf_check_cmd("verify-root", &[&c.path("root.json")]);
+    assert_eq!(check.code, 1, "python-tuf: {}", check.text());
+    assert!(
+        check.text().contains("signed by 1/2 keys"),
+        "{}",
+        check.text()
+    );
+    let report = c.ctl(&["tuf", "verify", "root.json"]);
+    assert_eq!(report.code, 7, "{}", report.text());
+    assert!(
+        report.text().contains(&format!("{ide}  valid")),
+        "{}",
+        report.text()
+    );
+    assert!(
+        report.text().contains(&format!("{idr}  not signed")),
+        "{}",
+        report.text()
+    );
+
+    // The RSA key adds the second: threshold met, for python-tuf too.
+    c.sign(TOKEN_C, "9d", "root.json", &[]);
+    let check = tuf_check_cmd("verify-root", &[&c.path("root.json")]);
+    assert_eq!(
+        check.code,
+        0,
+        "python-tuf: {}{}",
+        check.text(),
+        check.stderr
+    );
+    assert!(
+        check.text().contains("2 of threshold 2"),
+        "{}",
+        check.text()
+    );
+    // And the P-256 key a third, on another token.
+    c.sign(TOKEN_A, "9c", "root.json", &[]);
+    let check = tuf_check_cmd("verify-root", &[&c.path("root.json")]);
+    assert_eq!(
+        check.code,
+        0,
+        "python-tuf: {}{}",
+        check.text(),
+        check.stderr
+    );
+    assert!(
+        check.text().contains("3 of threshold 2"),
+        "{}",
+        check.text()
+    );
+    let report = c.ctl(&["tuf", "verify", "root.json", "--json"]);
+    assert_eq!(report.code, 0, "{}", report.text());
+    let json: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(json["checks"][0]["valid"], 3, "{json}");
+    let text = c.ctl(&["tuf", "verify", "root.json"]).text();
+    for id in [&idp, &ide, &idr] {
+        assert!(text.contains(&format!("{id}  valid")), "{text}");
+    }
+    // One changed byte: no key's signature holds.
+    let bad = c.path("tampered.json");
+    tamper(&c.path("root.json"), &bad);
+    let check = tuf_check_cmd("verify-root", &[&bad]);
+    assert_eq!(
+        check.code,
+        1,
+        "python-tuf accepted a changed byte: {}",
+        check.text()
+    );
+    assert!(
+        check.text().contains("signed by 0/2 keys"),
+        "{}",
+        check.text()
+    );
 }

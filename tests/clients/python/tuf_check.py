@@ -4,7 +4,7 @@ python (tests/scripts/install-deps.sh installs tuf and securesystemslib).
 
   tuf_check.py key KEY.json
       The key file signerctl tuf key printed: securesystemslib loads the PEM
-      with pyca/cryptography, derives keytype, scheme and public value
+      (ECDSA, RSA) or the hex key bytes (Ed25519) with pyca/cryptography, derives keytype, scheme and public value
       itself (SSlibKey.from_crypto) and computes the default key id. Prints
       that as JSON; exit 0 if it equals the file, 1 otherwise.
   tuf_check.py verify-root ROOT.json
@@ -27,6 +27,7 @@ import sys
 
 import securesystemslib
 import tuf
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from securesystemslib.signer import SSlibKey
 from tuf.api.exceptions import RepositoryError
@@ -38,8 +39,13 @@ from tuf.ngclient.config import EnvelopeType
 def key(path: str) -> int:
     with open(path, encoding="utf-8") as f:
         given = json.load(f)
-    pem = given["key"]["keyval"]["public"]
-    derived = SSlibKey.from_crypto(load_pem_public_key(pem.encode("utf-8")))
+    public = given["key"]["keyval"]["public"]
+    if given["key"]["keytype"] == "ed25519":
+        # securesystemslib's ed25519 keys carry the 32 key bytes in hex.
+        crypto_key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public))
+    else:
+        crypto_key = load_pem_public_key(public.encode("utf-8"))
+    derived = SSlibKey.from_crypto(crypto_key)
     loaded = SSlibKey.from_dict(given["keyid"], dict(given["key"]))
     mine = {
         "keyid": derived.keyid,
