@@ -223,6 +223,73 @@ impl ImportKey {
     }
 }
 
+impl ImportKey {
+    /// The public half of the key (computed on the host, e.g. to describe an
+    /// imported key on firmware without GET METADATA). An invalid key is
+    /// [`crate::Error::BadCommandData`].
+    pub fn public_key(&self) -> Result<PublicKey> {
+        use spki::EncodePublicKey;
+        let bad = |e: &dyn std::fmt::Display| crate::Error::BadCommandData {
+            reason: format!("not a valid {} private key: {e}", self.algorithm),
+        };
+        let spki = |der: spki::Document| PublicKey {
+            algorithm: self.algorithm,
+            spki_der: der.as_bytes().to_vec(),
+        };
+        match self.algorithm {
+            Algorithm::EccP256 => {
+                let sk = p256::SecretKey::from_slice(&self.scalar).map_err(|e| bad(&e))?;
+                Ok(spki(
+                    sk.public_key().to_public_key_der().map_err(|e| bad(&e))?,
+                ))
+            }
+            Algorithm::EccP384 => {
+                let sk = p384::SecretKey::from_slice(&self.scalar).map_err(|e| bad(&e))?;
+                Ok(spki(
+                    sk.public_key().to_public_key_der().map_err(|e| bad(&e))?,
+                ))
+            }
+            Algorithm::Ed25519 => {
+                let seed: [u8; 32] = self
+                    .scalar
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| bad(&"the seed is not 32 bytes"))?;
+                let sk = ed25519_dalek::SigningKey::from_bytes(&seed);
+                PublicKey::from_ed25519_bytes(sk.verifying_key().as_bytes())
+            }
+            Algorithm::X25519 => {
+                let secret: [u8; 32] = self
+                    .scalar
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| bad(&"the secret is not 32 bytes"))?;
+                let sk = x25519_dalek::StaticSecret::from(secret);
+                PublicKey::from_x25519_bytes(x25519_dalek::PublicKey::from(&sk).as_bytes())
+            }
+            _ => {
+                let parts = self.rsa.as_ref().ok_or_else(|| bad(&"no CRT components"))?;
+                let uint = |v: &[u8]| rsa::BoxedUint::from_be_slice_vartime(v);
+                let key = rsa::RsaPrivateKey::from_p_q(
+                    uint(&parts.p),
+                    uint(&parts.q),
+                    rsa::BoxedUint::from(65537u32),
+                )
+                .map_err(|e| bad(&e))?;
+                let der = key
+                    .to_public_key()
+                    .to_public_key_der()
+                    .map_err(|e| bad(&e))?;
+                let public = PublicKey::from_spki_der(der.as_bytes())?;
+                if public.algorithm != self.algorithm {
+                    return Err(bad(&format!("the modulus is {}", public.algorithm)));
+                }
+                Ok(public)
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for ImportKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ImportKey({}, ***)", self.algorithm)

@@ -177,6 +177,34 @@ impl<'a> PivChannel<'a> {
         }
     }
 
+    /// The serial of a YubiKey without GET SERIAL (YubiKey 4, 5.0.0–5.0.2),
+    /// as yubico-piv-tool reads it: SELECT the OTP applet, its "read serial"
+    /// command (`00 01 10 00`), then SELECT PIV again (before any secret
+    /// is sent; PIN verification does not survive it, so only at connect).
+    pub fn serial_from_otp(&mut self) -> Result<u32> {
+        let selected = self.transmit(
+            &CommandApdu::new(0, ins::SELECT, 0x04, 0x00)
+                .with_data(crate::piv::OTP_AID.to_vec())
+                .with_le(256),
+        )?;
+        let serial = match selected.sw {
+            StatusWord::Success => {
+                let r = self.transmit(&CommandApdu::new(0, 0x01, 0x10, 0x00).with_le(256))?;
+                match (r.sw, r.data.as_slice()) {
+                    (StatusWord::Success, &[a, b, c, d]) => Ok(u32::from_be_bytes([a, b, c, d])),
+                    (StatusWord::Success, other) => Err(protocol(format!(
+                        "the OTP applet answered a {}-byte serial, not 4",
+                        other.len()
+                    ))),
+                    (sw, _) => Err(unexpected("OTP read serial", sw)),
+                }
+            }
+            sw => Err(unexpected("SELECT OTP (for the serial)", sw)),
+        };
+        self.select_piv()?;
+        serial
+    }
+
     /// GET VERSION (FD).
     pub fn version(&mut self) -> Result<FirmwareVersion> {
         let r = self.transmit(&CommandApdu::new(0, ins::GET_VERSION, 0, 0).with_le(256))?;
@@ -314,7 +342,16 @@ impl<'a> PivChannel<'a> {
         let r = self.transmit(
             &CommandApdu::new(0, ins::SET_MANAGEMENT_KEY, 0xff, p2).with_data(data.to_vec()),
         )?;
-        admin_status(r.sw, "SET MANAGEMENT KEY")
+        match r.sw {
+            // Firmware before 5.4 has no AES management keys.
+            StatusWord::IncorrectData | StatusWord::IncorrectP1P2 => Err(Error::NotSupported {
+                what: format!(
+                    "a {} management key (YubiKey firmware 5.4 or later is needed for AES)",
+                    new.algorithm()
+                ),
+            }),
+            sw => admin_status(sw, "SET MANAGEMENT KEY"),
+        }
     }
 
     // ----- Keys ---------------------------------------------------------------------

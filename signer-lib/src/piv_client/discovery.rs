@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::piv::apdu::StatusWord;
 
 /// Tokens found by a scan, and the first "in use by another program" error.
 type Scan = (Vec<(u32, Connection)>, Option<Error>);
@@ -31,7 +32,14 @@ pub fn probe(transport: &mut dyn CardTransport) -> Result<(u32, FirmwareVersion)
     transport.transaction(&mut |link| {
         let mut ch = PivChannel::new(link);
         ch.select_piv()?;
-        let serial = ch.serial()?;
+        let serial = match ch.serial() {
+            // YubiKey 4 and 5.0.0–5.0.2: no GET SERIAL in the PIV applet.
+            Err(Error::UnexpectedStatus {
+                sw: StatusWord::InsNotSupported,
+                ..
+            }) => ch.serial_from_otp()?,
+            other => other?,
+        };
         let firmware = ch.version()?;
         out = Some((serial, firmware));
         Ok(())

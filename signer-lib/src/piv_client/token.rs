@@ -353,6 +353,15 @@ impl HardwareToken {
     }
 
     fn fresh_metadata(&mut self, slot: SlotId) -> Result<SlotMetadata> {
+        if self.firmware < FIRST_WITH_METADATA {
+            // An imported key is known on such firmware only from what was
+            // imported on this connection (see `import_key`).
+            if let Some(m) = self.keys.get(&slot) {
+                if m.origin == Some(crate::model::KeyOrigin::Imported) {
+                    return Ok(m.clone());
+                }
+            }
+        }
         self.keys.remove(&slot);
         self.metadata(slot)
     }
@@ -646,6 +655,17 @@ impl Token for HardwareToken {
     }
 
     fn retry_counters(&mut self) -> Result<RetryCounters> {
+        if self.firmware < FIRST_WITH_METADATA {
+            // VERIFY without data gives the PIN's (only while unverified);
+            // the PUK's cannot be read without spending a try.
+            return Err(Error::NotSupported {
+                what: format!(
+                    "reading the PIN and PUK retry counters needs GET METADATA (YubiKey \
+                     firmware 5.3 or later; this token has {})",
+                    self.firmware
+                ),
+            });
+        }
         self.run(|ch| {
             reselecting(ch, |ch| {
                 Ok(RetryCounters {
@@ -720,6 +740,25 @@ impl Token for HardwareToken {
             ch.select_piv()?;
             ch.import(slot, key, pin_policy, touch_policy)
         })?;
+        if self.firmware < FIRST_WITH_METADATA {
+            // Without GET METADATA an imported key cannot be described by
+            // the card (it cannot be attested); describe it from what was
+            // imported, for this connection. After a reconnect it is known
+            // only through a certificate stored in its slot.
+            let public_key = key.public_key()?;
+            self.keys.insert(
+                slot,
+                SlotMetadata {
+                    algorithm: key.algorithm,
+                    pin_policy: pin_policy.resolve(slot),
+                    touch_policy: touch_policy.resolve(slot),
+                    origin: Some(crate::model::KeyOrigin::Imported),
+                    public_key,
+                },
+            );
+            let meta = self.metadata(slot)?;
+            return self.key_info(slot, meta);
+        }
         self.key(slot)
     }
 

@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
+use crate::emulator::card::default_management_key_algorithm;
 use crate::emulator::{EmulatedSmartCard, EmulatedToken, InitOptions, OpenOptions};
 use crate::error::Result;
 use crate::piv_client::{HardwareToken, LoopbackConnector, TouchAssumptions};
-use crate::secret::{ManagementKey, ManagementKeyAlgorithm};
+use crate::secret::ManagementKey;
 use crate::testing::EmulatedFixture;
 use crate::testing::fixture::{Capabilities, TokenFixture, TouchSetup};
 use crate::transport::loopback::SharedCard;
@@ -18,14 +19,23 @@ use crate::transport::loopback::SharedCard;
 #[derive(Debug)]
 pub struct LoopbackFixture {
     files: EmulatedFixture,
+    options: InitOptions,
     cards: HashMap<u32, (SharedCard, Vec<u8>, TouchAssumptions)>,
 }
 
 impl LoopbackFixture {
-    /// A fixture with a temporary directory for the cards' state files.
+    /// A fixture with a temporary directory for the cards' state files
+    /// (cards with the default options: firmware 5.7.4).
     pub fn new() -> LoopbackFixture {
+        LoopbackFixture::with_options(InitOptions::default())
+    }
+
+    /// Cards made with `options` (e.g. firmware 4.3.7 or 5.2.7: no GET
+    /// METADATA, so the PIV client learns keys from their attestation).
+    pub fn with_options(options: InitOptions) -> LoopbackFixture {
         LoopbackFixture {
             files: EmulatedFixture::new(),
+            options,
             cards: HashMap::new(),
         }
     }
@@ -43,7 +53,7 @@ impl LoopbackFixture {
         let path = self.files.new_path();
         let token = EmulatedToken::init_with(
             &path,
-            &InitOptions::default(),
+            &self.options,
             OpenOptions {
                 touch: touch.source.clone(),
                 timing: touch.timing,
@@ -102,7 +112,11 @@ impl TokenFixture for LoopbackFixture {
     }
 
     fn factory_management_key(&self) -> ManagementKey {
-        ManagementKey::default_for(ManagementKeyAlgorithm::Aes192)
+        let algorithm = self
+            .options
+            .management_key_algorithm
+            .unwrap_or_else(|| default_management_key_algorithm(self.options.firmware));
+        ManagementKey::default_for(algorithm)
             .unwrap_or_else(|e| panic!("default management key: {e}"))
     }
 

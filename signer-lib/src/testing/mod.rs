@@ -79,6 +79,52 @@ macro_rules! __token_suite_cases {
     };
 }
 
+/// The cases that apply to every YubiKey generation the client supports,
+/// 4.3 and 5.0–5.2 included (no GET METADATA: no retry counters to read;
+/// no AES management keys before 5.4): signing with every key type the
+/// firmware has, PIN policies and "never retry a PIN", touch, attestation,
+/// key listing, import. Calls `$crate::$callback!{ [args] case, ... }`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __token_generation_cases {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback! {
+            [$($args)*]
+            sign_p256_every_hash,
+            sign_p384_every_hash,
+            generated_key_is_reported_consistently,
+            pin_policy_always_needs_a_pin_for_every_signature,
+            pin_policy_once_lasts_for_the_session,
+            pin_policy_never_signs_without_pin,
+            signing_session_verifies_by_policy_and_never_retries,
+            touch_approved_after_the_event,
+            touch_denied,
+            touch_timeout,
+            touch_cached_within_the_window_then_expires,
+            attestation_chain_verifies_and_decodes,
+            imported_key_signs_but_cannot_be_attested,
+            empty_slots_are_reported,
+            invalid_slots_are_rejected,
+            unsupported_algorithms_are_rejected,
+            certificate_round_trips,
+            sign_rsa2048_every_scheme_and_hash,
+            sign_imported_rsa_every_size,
+            sign_ed25519_message,
+            x25519_is_listed_and_refused_for_signing,
+            self_signed_certificates_for_rsa_and_ed25519,
+        }
+    };
+}
+
+/// One `#[test]` per case of [`__token_generation_cases`]: the suite for
+/// firmware before 5.3 (YubiKey 4, 5.0–5.2).
+#[macro_export]
+macro_rules! token_generation_suite {
+    ($fixture:expr) => {
+        $crate::__token_generation_cases!(__token_suite_tests, $fixture);
+    };
+}
+
 /// Generate one `#[test]` per case of the shared Token behaviour suite,
 /// each over a fresh fixture built by the given expression (any
 /// [`TokenFixture`]).

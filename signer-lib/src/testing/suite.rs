@@ -125,6 +125,17 @@ fn counters<T: Token>(token: &mut T) -> RetryCounters {
     ok(token.retry_counters(), "read retry counters")
 }
 
+/// The PIN retry counter, `None` on firmware that cannot report it (no GET
+/// METADATA before 5.3: the case then relies on the tries left that
+/// [`Error::WrongPin`] reports).
+fn pin_retries<T: Token>(token: &mut T) -> Option<u8> {
+    match token.retry_counters() {
+        Ok(c) => Some(c.pin),
+        Err(Error::NotSupported { .. }) => None,
+        Err(e) => panic!("read retry counters: {e}"),
+    }
+}
+
 fn other_management_key(algorithm: ManagementKeyAlgorithm) -> ManagementKey {
     let bytes: Vec<u8> = (0..algorithm.key_len() as u8).map(|b| b ^ 0xa5).collect();
     ok(ManagementKey::new(algorithm, &bytes), "management key")
@@ -530,7 +541,9 @@ pub fn pin_policy_always_needs_a_pin_for_every_signature<F: TokenFixture>(f: &mu
         Error::WrongPin { retries_left: 2 },
         "sign with a wrong PIN"
     );
-    assert_eq!(counters(&mut token).pin, 2);
+    if let Some(pin) = pin_retries(&mut token) {
+        assert_eq!(pin, 2);
+    }
 }
 
 type Command<T> = fn(&mut T);
@@ -755,7 +768,9 @@ pub fn signing_session_verifies_by_policy_and_never_retries<F: TokenFixture>(f: 
             "the rejected PIN is not sent again"
         );
     }
-    assert_eq!(counters(session.token()).pin, 2, "only one try was spent");
+    if let Some(pin) = pin_retries(session.token()) {
+        assert_eq!(pin, 2, "only one try was spent");
+    }
 }
 
 /// Touch `always` with a touch that comes after the event: the event
