@@ -638,3 +638,63 @@ fn reset_restores_the_factory_management_key_of_the_generation() {
         );
     }
 }
+
+/// The signed part and the signature of a DER certificate.
+fn tbs_and_signature(der: &[u8]) -> (Vec<u8>, Vec<u8>, String) {
+    use der::{Decode, Encode};
+    let cert = x509_cert::Certificate::from_der(der).unwrap();
+    (
+        cert.tbs_certificate().to_der().unwrap(),
+        cert.signature().raw_bytes().to_vec(),
+        cert.signature_algorithm().oid.to_string(),
+    )
+}
+
+#[test]
+fn an_owner_imported_rsa_or_ed25519_f9_key_signs_attestations() {
+    use rsa::traits::PrivateKeyParts;
+    use signature::Verifier;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = fresh(dir.path(), V574);
+    assert_eq!(d.sw(GEN_P256_9A), 0x9000);
+
+    // RSA-1024 into f9 (IMPORT, algorithm 06, tags 01..05), extended APDU.
+    let key = rsa::RsaPrivateKey::new(&mut rand_core::UnwrapErr(getrandom::SysRng), 1024).unwrap();
+    let primes = key.primes();
+    let part = |t: u8, v: &rsa::BoxedUint| {
+        let bytes = v.to_be_bytes_trimmed_vartime();
+        let mut out = vec![t, 0x81, bytes.len() as u8];
+        out.extend_from_slice(&bytes);
+        out
+    };
+    let mut data = Vec::new();
+    data.extend(part(0x01, &primes[0]));
+    data.extend(part(0x02, &primes[1]));
+    data.extend(part(0x03, key.dp().unwrap()));
+    data.extend(part(0x04, key.dq().unwrap()));
+    data.extend(part(0x05, &key.qinv().unwrap().retrieve()));
+    let mut apdu = vec![0x00, 0xfe, 0x06, 0xf9, 0x00];
+    apdu.extend((data.len() as u16).to_be_bytes());
+    apdu.extend(&data);
+    assert_eq!(d.send_all(&apdu).1, 0x9000, "IMPORT RSA-1024 into f9");
+    let (cert, sw) = d.hex("00f99a0000");
+    assert_eq!(sw, 0x9000, "ATTEST with an RSA f9 key");
+    let (tbs, sig, oid) = tbs_and_signature(&cert);
+    assert_eq!(oid, "1.2.840.113549.1.1.11", "sha256WithRSAEncryption");
+    rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.to_public_key())
+        .verify(&tbs, &rsa::pkcs1v15::Signature::try_from(&sig[..]).unwrap())
+        .expect("the attestation verifies with the imported f9 key");
+
+    // Ed25519 into f9 (algorithm E0, tag 07 seed).
+    let seed = [0x42u8; 32];
+    let (_, sw) = d.hex(&format!("00fee0f922 0720 {}", hex::encode(seed)));
+    assert_eq!(sw, 0x9000, "IMPORT Ed25519 into f9");
+    let (cert, sw) = d.hex("00f99a0000");
+    assert_eq!(sw, 0x9000, "ATTEST with an Ed25519 f9 key");
+    let (tbs, sig, oid) = tbs_and_signature(&cert);
+    assert_eq!(oid, "1.3.101.112", "Ed25519");
+    ed25519_dalek::SigningKey::from_bytes(&seed)
+        .verifying_key()
+        .verify_strict(&tbs, &ed25519_dalek::Signature::from_slice(&sig).unwrap())
+        .expect("the attestation verifies with the imported f9 key");
+}

@@ -202,17 +202,22 @@ mod issue {
         ))
     }
 
+    /// Sign with the issuer's key: ECDSA with the curve's hash for P-256 and
+    /// P-384, RSA PKCS#1 v1.5 with SHA-256 (as Yubico documents for an RSA
+    /// attestation key), Ed25519 (an f9 key imported by its owner).
     fn sign(builder: CertificateBuilder<FixedNames>, issuer: &SoftKey) -> Result<Vec<u8>> {
-        #[allow(unreachable_patterns)] // (while SoftKey has only EC keys)
         let cert = match issuer {
             SoftKey::P256(k) => builder.build::<_, p256::ecdsa::DerSignature>(k),
             SoftKey::P384(k) => builder.build::<_, p384::ecdsa::DerSignature>(k),
-            other => {
+            SoftKey::Rsa(_, k) => {
+                let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((**k).clone());
+                builder.build::<_, rsa::pkcs1v15::Signature>(&signer)
+            }
+            SoftKey::Ed25519(k) => builder.build::<_, ed25519_dalek::Signature>(k),
+            SoftKey::X25519(_) => {
                 return Err(Error::NotSupported {
-                    what: format!(
-                        "issuing attestation certificates with a {} f9 key (the emulator signs with P-256 or P-384)",
-                        other.algorithm()
-                    ),
+                    what: "issuing attestation certificates with an X25519 f9 key (it cannot sign)"
+                        .into(),
                 });
             }
         }
