@@ -926,6 +926,55 @@ mod tests {
         );
     }
 
+    /// RSA, Ed25519 and X25519 keys the daemon lists have no objects: the
+    /// ECDSA keys next to them are found and sign as before, and a handle
+    /// made up for one of them is refused.
+    #[test]
+    fn keys_of_other_algorithms_have_no_objects_and_do_not_disturb_the_others() {
+        let other = |slot: &str, alg: pb::Algorithm| pb::Key {
+            algorithm: alg as i32,
+            ..key(7, slot)
+        };
+        let (m, fake) = module(
+            vec![token(7)],
+            vec![
+                key(7, "9c"),
+                other("9a", pb::Algorithm::Rsa2048),
+                other("9d", pb::Algorithm::Ed25519),
+                other("9e", pb::Algorithm::X25519),
+                other("82", pb::Algorithm::Rsa4096),
+            ],
+        );
+        m.slot_list(true, true);
+        let h = m.open_session(0, CKF_SERIAL_SESSION).unwrap();
+        m.find_init(h, &[]).unwrap();
+        let found = m.find(h, 100).unwrap();
+        m.find_final(h).unwrap();
+        assert_eq!(found.len(), 2, "9c's private and public key only");
+        // 9a is CKA_ID 1, 9d 3, 9e 4: no object, no key handle.
+        for id in [1u8, 3, 4] {
+            m.find_init(h, &[(CKA_ID, vec![id])]).unwrap();
+            assert!(m.find(h, 10).unwrap().is_empty(), "CKA_ID {id}");
+            m.find_final(h).unwrap();
+            let made_up = objects::handle(0, id, Kind::PrivateKey);
+            assert_eq!(
+                m.sign_init(h, CKM_ECDSA, 0, made_up).unwrap_err().rv(),
+                CKR_KEY_HANDLE_INVALID
+            );
+            assert_eq!(
+                m.attributes(h, made_up, &[CKA_ID]).unwrap_err().rv(),
+                CKR_OBJECT_HANDLE_INVALID
+            );
+        }
+        let private = objects::handle(0, 2, Kind::PrivateKey);
+        m.sign_init(h, CKM_ECDSA, 0, private).unwrap();
+        assert!(matches!(
+            m.sign(h, &[0; 32], Some(64)).unwrap(),
+            Step::Signature(_)
+        ));
+        assert_eq!(fake.signs.load(Ordering::SeqCst), 1);
+    }
+
     #[test]
     fn login_is_recorded_per_token_and_needs_no_pin() {
         let (m, _) = module(vec![token(7)], vec![]);

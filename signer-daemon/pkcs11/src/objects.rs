@@ -133,12 +133,27 @@ pub enum SkipReason {
     /// A slot ykcs11 gives no `CKA_ID` (f9, the attestation key).
     #[error("slot {0} has no PKCS#11 id")]
     Slot(String),
-    /// RSA, Ed25519: listed by the daemon, not signed with by this version.
-    #[error("algorithm {0} is not supported")]
+    /// RSA, Ed25519, X25519 (or a value this version does not know):
+    /// listed by the daemon, but this module offers ECDSA only
+    /// (`CKM_ECDSA*`), so such a key has no objects: `C_FindObjects` does
+    /// not return it, and no handle names it (`CKR_OBJECT_HANDLE_INVALID`,
+    /// `CKR_KEY_HANDLE_INVALID`). Sign with it through signerctl or the
+    /// gRPC API.
+    #[error(
+        "algorithm {} is not supported by this PKCS#11 module (ECDSA P-256 and P-384 only; sign with it through signerctl or the daemon's gRPC API)",
+        algorithm_name(*.0)
+    )]
     Algorithm(i32),
     /// The public key is not a well-formed SubjectPublicKeyInfo.
     #[error("malformed public key: {0}")]
     PublicKey(String),
+}
+
+fn algorithm_name(v: i32) -> String {
+    match pb::Algorithm::try_from(v) {
+        Ok(a) => a.as_str_name().to_string(),
+        Err(_) => format!("value {v}"),
+    }
 }
 
 impl KeyEntry {
@@ -486,11 +501,26 @@ mod tests {
         let mut k = p256_key("f9", vec![]);
         assert_eq!(KeyEntry::from_key(&k), Err(SkipReason::Slot("f9".into())));
         k.slot = "9a".into();
-        k.algorithm = pb::Algorithm::Rsa2048 as i32;
-        assert!(matches!(
-            KeyEntry::from_key(&k),
-            Err(SkipReason::Algorithm(_))
-        ));
+        for alg in [
+            pb::Algorithm::Rsa1024,
+            pb::Algorithm::Rsa2048,
+            pb::Algorithm::Rsa3072,
+            pb::Algorithm::Rsa4096,
+            pb::Algorithm::Ed25519,
+            pb::Algorithm::X25519,
+        ] {
+            k.algorithm = alg as i32;
+            let e = KeyEntry::from_key(&k).expect_err("no objects");
+            assert_eq!(e, SkipReason::Algorithm(alg as i32));
+            assert!(e.to_string().contains(alg.as_str_name()), "{e}");
+        }
+        k.algorithm = 99;
+        assert!(
+            KeyEntry::from_key(&k)
+                .expect_err("unknown")
+                .to_string()
+                .contains("value 99")
+        );
         k.algorithm = pb::Algorithm::EccP256 as i32;
         k.public_key_der = vec![0x30, 0x01];
         assert!(matches!(
