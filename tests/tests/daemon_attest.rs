@@ -133,7 +133,13 @@ async fn opted_in_emulated_root_gives_a_trusted_verdict_with_the_tokens_facts() 
         .into_inner();
     let verdict = r.verdict.clone().unwrap();
     assert!(verdict.trusted, "{:?}", verdict.problems);
-    assert_eq!(verdict.chain_der.len(), 3, "attestation, f9, emulated root");
+    // E2: firmware 5.7.4's hierarchy: attestation, f9, emulated PIV
+    // Attestation A 1, emulated Attestation Intermediate A 1, emulated root.
+    assert_eq!(
+        verdict.chain_der.len(),
+        5,
+        "attestation, f9, 2 intermediates, root"
+    );
     assert_eq!(verdict.chain_der[0], r.attestation_certificate_der);
     assert_eq!(verdict.chain_der[1], r.device_certificate_der);
     assert_eq!(verdict.attested_key_id, key.key_id);
@@ -166,7 +172,7 @@ async fn opted_in_emulated_root_gives_a_trusted_verdict_with_the_tokens_facts() 
             .unwrap()
             .matches("BEGIN CERTIFICATE")
             .count(),
-        3
+        5 // E2: the 5.7.4 chain (see above)
     );
     assert!(d.terminate().success());
 }
