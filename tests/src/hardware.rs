@@ -13,7 +13,7 @@ use signer_lib::emulator::{EmulatedSmartCard, EmulatedToken, InitOptions, OpenOp
 use signer_lib::piv_client::{HardwareToken, PcscConnector, TouchAssumptions};
 use signer_lib::testing::{Capabilities, TokenFixture, TouchSetup};
 use signer_lib::transport::vpcd::{self, BridgeConfig, BridgeHandle, SendCard, VirtualCard};
-use signer_lib::{ManagementKey, ManagementKeyAlgorithm, Result};
+use signer_lib::{ManagementKey, Result};
 use zeroize::Zeroizing;
 
 use crate::pcsc_client::{establish, wait_for_card};
@@ -180,16 +180,23 @@ pub struct VpcdFixture {
     dir: tempfile::TempDir,
     card: Option<EmulatedCardInReader>,
     touch: TouchAssumptions,
+    options: InitOptions,
 }
 
 impl VpcdFixture {
-    /// A fixture using `reader`.
+    /// A fixture using `reader` (cards with the default options: 5.7.4).
     pub fn new(reader: &VirtualReader) -> VpcdFixture {
+        VpcdFixture::with_options(reader, InitOptions::default())
+    }
+
+    /// Cards made with `options` (e.g. another firmware generation).
+    pub fn with_options(reader: &VirtualReader, options: InitOptions) -> VpcdFixture {
         VpcdFixture {
             reader: reader.clone(),
             dir: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
             card: None,
             touch: TouchAssumptions::default(),
+            options,
         }
     }
 }
@@ -218,7 +225,7 @@ impl TokenFixture for VpcdFixture {
             &self.reader,
             self.dir.path(),
             &touch,
-            &InitOptions::default(),
+            &self.options,
         )?);
         open_hardware(self.touch)
     }
@@ -237,7 +244,10 @@ impl TokenFixture for VpcdFixture {
     }
 
     fn factory_management_key(&self) -> ManagementKey {
-        ManagementKey::default_for(ManagementKeyAlgorithm::Aes192)
+        let algorithm = self.options.management_key_algorithm.unwrap_or_else(|| {
+            signer_lib::emulator::card::default_management_key_algorithm(self.options.firmware)
+        });
+        ManagementKey::default_for(algorithm)
             .unwrap_or_else(|e| panic!("default management key: {e}"))
     }
 

@@ -13,3 +13,38 @@ sandboxed_test!(
         signer_lib::testing::run_all(|| VpcdFixture::new(&reader));
     }
 );
+
+/// The cases that apply to every generation (signing with every key type
+/// the firmware has, PIN policies, never retrying a PIN, touch prompts,
+/// attestation, listing and import), against a card that behaves as
+/// `firmware`: no GET METADATA before 5.3, so `HardwareToken` learns each
+/// key's algorithm and PIN/touch policies from its attestation certificate.
+fn generation(
+    reader: &signer_e2e::pcsc_sandbox::VirtualReader,
+    firmware: signer_lib::FirmwareVersion,
+) {
+    let options = signer_lib::emulator::InitOptions {
+        serial: None,
+        firmware,
+        management_key_algorithm: None,
+    };
+    signer_lib::testing::run_generation(|| VpcdFixture::with_options(reader, options.clone()));
+}
+
+sandboxed_test!(
+    fn generation_suite_as_yubikey_4_3_7(sandbox) {
+        generation(sandbox.reader(0), signer_lib::FirmwareVersion::new(4, 3, 7));
+    }
+);
+
+sandboxed_test!(
+    fn generation_suite_as_yubikey_5_2_7(sandbox) {
+        generation(sandbox.reader(0), signer_lib::FirmwareVersion::new(5, 2, 7));
+    }
+);
+
+sandboxed_test!(
+    fn generation_suite_as_yubikey_5_7_4(sandbox) {
+        generation(sandbox.reader(0), signer_lib::FirmwareVersion::new(5, 7, 4));
+    }
+);

@@ -168,3 +168,23 @@ macro_rules! __token_suite_list {
 }
 
 __token_suite_cases!(__token_suite_list,);
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __token_generation_list {
+    ([] $($case:ident),* $(,)?) => {
+        /// The names of the cases of [`token_generation_suite!`], in order.
+        pub const GENERATION_CASE_NAMES: &[&str] = &[$(stringify!($case)),*];
+
+        /// Run the cases of [`token_generation_suite!`] in order, each over a
+        /// fresh fixture from `make`.
+        pub fn run_generation<F: $crate::testing::TokenFixture>(mut make: impl FnMut() -> F) {
+            $(
+                eprintln!("token generation suite: {}", stringify!($case));
+                $crate::testing::suite::$case(&mut make());
+            )*
+        }
+    };
+}
+
+__token_generation_cases!(__token_generation_list,);
