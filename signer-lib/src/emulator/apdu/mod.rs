@@ -85,7 +85,8 @@ const OTP_AID_FULL: [u8; 8] = [0xa0, 0x00, 0x00, 0x05, 0x27, 0x20, 0x01, 0x01];
 impl Applet {
     /// The applet a SELECT by DF name addresses. PIV accepts the truncated
     /// AID (at least the 5-byte RID + PIX prefix `A0 00 00 03 08`) up to the
-    /// full AID with version; Management needs its exact AID, OTP its 7-byte AID or that with its version byte.
+    /// full AID with version; Management needs its exact AID, OTP its
+    /// 7-byte AID or that with its version byte.
     pub fn from_aid(aid: &[u8]) -> Option<Applet> {
         if aid.len() >= PIV_AID.len() && PIV_AID_FULL.starts_with(aid) {
             Some(Applet::Piv)
