@@ -804,6 +804,152 @@ mod tests {
         assert_eq!(ErrorKind::of_code(Code::DataLoss), ErrorKind::Internal);
     }
 
+    fn listed(algorithm: pb::Algorithm, spki: &[u8]) -> pb::Key {
+        pb::Key {
+            algorithm: algorithm as i32,
+            key_id: "k".into(),
+            public_key_der: spki.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn flipped(p: &Payload) -> Payload {
+        let flip = |v: &Vec<u8>| {
+            let mut v = v.clone();
+            v[0] ^= 1;
+            v
+        };
+        match p {
+            Payload::Digest(d) => Payload::Digest(flip(d)),
+            Payload::Message(m) => Payload::Message(flip(m)),
+        }
+    }
+
+    #[test]
+    fn ed25519_signatures_verify_over_the_message_and_nothing_else() {
+        use ed25519_dalek::Signer as _;
+        use ed25519_dalek::pkcs8::EncodePublicKey as _;
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+        let spki = sk.verifying_key().to_public_key_der().expect("spki");
+        let key = listed(pb::Algorithm::Ed25519, spki.as_bytes());
+        let signing = Signing::ed25519(b"message".to_vec());
+        assert_eq!(signing.format, pb::SignatureFormat::Raw);
+        assert_eq!(
+            signing.expected_digest(),
+            Some(signer_lib::HashAlgorithm::Sha512.digest(b"message"))
+        );
+        let sig = sk.sign(b"message").to_bytes();
+        verify_signature(&key, &signing, &sig).expect("verifies");
+        let other = Signing {
+            payload: flipped(&signing.payload),
+            ..signing.clone()
+        };
+        assert!(verify_signature(&key, &other, &sig).is_err());
+        // Ed25519 signs messages: a digest is refused, not verified as something else.
+        let digest = Signing {
+            payload: Payload::Digest(vec![0; 64]),
+            ..signing.clone()
+        };
+        assert!(
+            verify_signature(&key, &digest, &sig)
+                .unwrap_err()
+                .to_string()
+                .contains("not a digest")
+        );
+        // A key listed as another algorithm than its SPKI says is refused.
+        let wrong = listed(pb::Algorithm::EccP256, spki.as_bytes());
+        assert!(
+            verify_signature(&wrong, &signing, &sig)
+                .unwrap_err()
+                .to_string()
+                .contains("listed as algorithm")
+        );
+    }
+
+    #[test]
+    fn rsa_signatures_verify_with_their_padding_only() {
+        use rsa::pkcs8::EncodePublicKey as _;
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let sk = rsa::RsaPrivateKey::new(&mut rng, 1024).expect("key");
+        let spki = sk.to_public_key().to_public_key_der().expect("spki");
+        let key = listed(pb::Algorithm::Rsa1024, spki.as_bytes());
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(b"message").to_vec();
+        let pss = sk
+            .sign_with_rng(
+                &mut rng,
+                rsa::Pss::<sha2::Sha256>::new_with_salt(32),
+                &digest,
+            )
+            .expect("pss");
+        let pkcs1 = sk
+            .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
+            .expect("pkcs1");
+        for payload in [
+            Payload::Digest(digest.clone()),
+            Payload::Message(b"message".to_vec()),
+        ] {
+            let s_pss = Signing::rsa(
+                pb::HashAlgorithm::Sha256,
+                payload.clone(),
+                pb::RsaPadding::Pss,
+            );
+            let s_15 = Signing::rsa(
+                pb::HashAlgorithm::Sha256,
+                payload.clone(),
+                pb::RsaPadding::Pkcs1v15,
+            );
+            verify_signature(&key, &s_pss, &pss).expect("pss");
+            verify_signature(&key, &s_15, &pkcs1).expect("pkcs1");
+            assert!(verify_signature(&key, &s_pss, &pkcs1).is_err());
+            assert!(verify_signature(&key, &s_15, &pss).is_err());
+            let other = Signing {
+                payload: flipped(&payload),
+                ..s_pss.clone()
+            };
+            assert!(verify_signature(&key, &other, &pss).is_err());
+        }
+        // No padding for an RSA key: refused.
+        let none = Signing::ecdsa(
+            pb::HashAlgorithm::Sha256,
+            Payload::Digest(digest),
+            pb::SignatureFormat::Raw,
+        );
+        assert!(
+            verify_signature(&key, &none, &pss)
+                .unwrap_err()
+                .to_string()
+                .contains("does not fit")
+        );
+    }
+
+    #[test]
+    fn ecdsa_signatures_verify_as_der_and_raw() {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        use p256::pkcs8::EncodePublicKey as _;
+        let sk = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).expect("key");
+        let spki = sk.verifying_key().to_public_key_der().expect("spki");
+        let key = listed(pb::Algorithm::EccP256, spki.as_bytes());
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(b"message").to_vec();
+        let sig: p256::ecdsa::Signature = sk.sign_prehash(&digest).expect("sign");
+        let der = Signing::ecdsa(
+            pb::HashAlgorithm::Sha256,
+            Payload::Message(b"message".to_vec()),
+            pb::SignatureFormat::Der,
+        );
+        verify_signature(&key, &der, sig.to_der().as_bytes()).expect("der");
+        let raw = Signing {
+            format: pb::SignatureFormat::Raw,
+            ..der.clone()
+        };
+        verify_signature(&key, &raw, &sig.to_bytes()).expect("raw");
+        assert!(verify_signature(&key, &raw, sig.to_der().as_bytes()).is_err());
+        let padded = Signing {
+            padding: pb::RsaPadding::Pss,
+            ..der
+        };
+        assert!(verify_signature(&key, &padded, sig.to_der().as_bytes()).is_err());
+    }
+
     #[tokio::test]
     async fn nothing_listening_is_unreachable_naming_the_path() {
         let dir = std::env::temp_dir().join(format!("signer-client-test-{}", std::process::id()));
