@@ -231,7 +231,7 @@ fn the_token_api_refuses_what_the_firmware_lacks() {
             )
             .unwrap_err();
         assert!(
-            matches!(&e, Error::NotSupported { what } if what.contains("5.7.0") && what.contains("5.6.6")),
+            matches!(&e, Error::UnsupportedAlgorithm { algorithm } if algorithm.contains("5.7.0") && algorithm.contains("5.6.6")),
             "{alg}: {e}"
         );
     }

@@ -195,11 +195,19 @@ pub fn algorithm_feature(algorithm: Algorithm) -> Option<Feature> {
     }
 }
 
-/// [`require`] for a key algorithm.
+/// [`require`] for a key algorithm, as [`Error::UnsupportedAlgorithm`]
+/// (what the PIV client reports for the device's 6A80, so that both
+/// backends refuse a key type alike), naming the firmware it needs.
 pub fn require_algorithm(firmware: FirmwareVersion, algorithm: Algorithm) -> Result<()> {
     match algorithm_feature(algorithm) {
-        Some(feature) => require(firmware, feature),
-        None => Ok(()),
+        Some(feature) if !supports(firmware, feature) => Err(Error::UnsupportedAlgorithm {
+            algorithm: format!(
+                "{algorithm} (needs YubiKey firmware {} or later; this emulated token has \
+                 firmware {firmware})",
+                capability(feature).since
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 
