@@ -4,6 +4,8 @@
 //! through [`PublicKey::verify`], the check every signature passes before
 //! release.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
 use signature::hazmat::PrehashSigner;
