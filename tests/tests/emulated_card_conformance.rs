@@ -24,7 +24,9 @@
 //! CSR and a self-signed certificate (openssl verifies both and refuses them
 //! with the signature changed); OpenSC signs RSA-2048 with PKCS#1 v1.5 and
 //! PSS; OpenSC 0.23 cannot sign with Ed25519 (pinned). (yubico-piv-tool
-//! 2.2.0, ykman 4.0.9, libykcs11 2.2.0 have no Ed25519.)
+//! 2.2.0, ykman 4.0.9, libykcs11 2.2.0 have no Ed25519.) On a card made as
+//! a YubiKey 4 (`--firmware 4.3.7`), yubico-piv-tool generates, attests
+//! and signs with RSA-2048 and P-256, and ykman 4 makes an RSA-2048 CSR.
 //!
 //! Every signature is verified by `openssl` with the public key the tool
 //! printed at generation, every attestation certificate with `openssl
@@ -985,6 +987,67 @@ sandboxed_test!(
         c.arg(&data).arg("-o").arg(card.path("data.sig"));
         let out = fails(c, "pkcs11-tool --sign --mechanism EDDSA (OpenSC 0.23)");
         assert!(out.contains("Private key not found"), "{out}");
+        card.stop();
+    }
+);
+
+// A YubiKey 4 (firmware 4.3.7, 3DES management key), as Docker Content
+// Trust's hardware signing used it: yubico-piv-tool 2.2.0 and ykman 4
+// generate RSA-2048 and P-256 keys, attest them (the pre-5.7 chain: slot
+// <- f9 <- the emulated root) and sign.
+sandboxed_test!(
+    fn yubico_piv_tool_and_ykman_4_drive_an_emulated_yubikey_4(sandbox) {
+        let card = EmulatedCard::start_with(sandbox, 0, 12_345_678, &["--firmware", "4.3.7"], "usb");
+        let key = format!("--key={TDES_DEFAULT}");
+        let out = ok(piv_tool(sandbox, &["-a", "version"]), "yubico-piv-tool -a version");
+        assert!(out.contains("4.3.7"), "{out}");
+        let f9 = card.path("f9.pem");
+        ok(
+            piv_tool(sandbox, &["-a", "read-certificate", "-s", "f9", "-o", f9.to_str().unwrap()]),
+            "yubico-piv-tool -a read-certificate -s f9",
+        );
+        for (slot, alg, verified) in [
+            ("9a", "RSA2048", "Successful RSA verification"),
+            ("9c", "ECCP256", "Successful ECDSA verification"),
+        ] {
+            let public = card.path(&format!("{slot}.pub.pem"));
+            ok(
+                piv_tool(sandbox, &[&key, "-a", "generate", "-s", slot, "-A", alg,
+                                    "--pin-policy=once", "--touch-policy=never", "-o",
+                                    public.to_str().unwrap()]),
+                &format!("yubico-piv-tool -a generate -A {alg} on 4.3.7"),
+            );
+            let att = card.path(&format!("{slot}.attest.pem"));
+            ok(
+                piv_tool(sandbox, &["-a", "attest", "-s", slot, "-o", att.to_str().unwrap()]),
+                "yubico-piv-tool -a attest on 4.3.7",
+            );
+            verify_chain(&card, &f9, &att);
+            assert_eq!(spki_of("cert", &att), spki_of("key", &public), "{slot}: attested key");
+            ok(
+                piv_tool(sandbox, &[&key, "-a", "import-certificate", "-s", slot, "-i",
+                                    att.to_str().unwrap()]),
+                "yubico-piv-tool -a import-certificate on 4.3.7",
+            );
+            let out = ok(
+                piv_tool(sandbox, &["-a", "verify-pin", "-P", "123456", "-a", "test-signature",
+                                    "-s", slot, "-i", att.to_str().unwrap()]),
+                "yubico-piv-tool -a test-signature on 4.3.7",
+            );
+            assert!(out.contains(verified), "{out}");
+        }
+        // ykman 4: RSA-2048 in 9d, a CSR openssl verifies.
+        let public = card.path("9d.pub.pem");
+        let mut c = sandbox.command("/usr/bin/ykman");
+        c.args(["piv", "keys", "generate", "--management-key", TDES_DEFAULT, "-a", "RSA2048",
+                "--pin-policy", "ONCE", "--touch-policy", "NEVER", "9d"]).arg(&public);
+        ok(c, "ykman 4 piv keys generate -a RSA2048 on 4.3.7");
+        let csr = card.path("9d.csr.pem");
+        let mut c = sandbox.command("/usr/bin/ykman");
+        c.args(["piv", "certificates", "request", "--pin", "123456", "--subject", "CN=yk4", "9d"]);
+        c.arg(&public).arg(&csr);
+        ok(c, "ykman 4 piv certificates request on 4.3.7");
+        verify_csr(&csr, &public);
         card.stop();
     }
 );
