@@ -32,6 +32,24 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The `signer-daemon` that makes and serves the emulated card: the
+/// workspace's, or another build named by `SIGNER_E2E_CARD_DAEMON` (to show
+/// that a test catches the defect it is about, e.g. an older emulator).
+pub fn card_daemon() -> PathBuf {
+    match std::env::var_os("SIGNER_E2E_CARD_DAEMON") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.exists(),
+                "SIGNER_E2E_CARD_DAEMON={} does not exist",
+                path.display()
+            );
+            path
+        }
+        None => bin("signer-daemon"),
+    }
+}
+
 pub fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -102,11 +120,11 @@ impl EmulatedCard {
     ) -> EmulatedCard {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("token.state");
-        let mut init = Command::new(bin("signer-daemon"));
+        let mut init = Command::new(card_daemon());
         init.args(["emulated", "init", "--state"]).arg(&state);
         init.args(["--serial", &serial.to_string()]).args(init_args);
         ok(init, "signer-daemon emulated init");
-        let mut root = Command::new(bin("signer-daemon"));
+        let mut root = Command::new(card_daemon());
         root.args(["emulated", "root", "--state"]).arg(&state);
         let pem = ok(root, "signer-daemon emulated root");
         assert!(pem.contains("-----BEGIN CERTIFICATE-----"), "{pem}");
@@ -114,7 +132,7 @@ impl EmulatedCard {
         std::fs::write(&root, pem).unwrap();
 
         let child = sandbox
-            .command(bin("signer-daemon"))
+            .command(card_daemon())
             .args(["emulate-card", "--state"])
             .arg(&state)
             .args([
@@ -153,7 +171,7 @@ impl EmulatedCard {
         let status = child.wait().unwrap();
         let log = std::fs::read_to_string(self.path("emulate-card.log")).unwrap_or_default();
         assert!(status.success(), "emulate-card exited {status}:\n{log}");
-        let mut root = Command::new(bin("signer-daemon"));
+        let mut root = Command::new(card_daemon());
         root.args(["emulated", "root", "--state"]).arg(&self.state);
         ok(root, "the state file opens after the bridge stopped");
     }
