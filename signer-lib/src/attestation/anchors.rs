@@ -188,4 +188,100 @@ mod tests {
         assert!(pem_certificates("nothing").is_err());
         assert!(pem_certificates("-----BEGIN CERTIFICATE-----\nAAAA").is_err());
     }
+
+    /// A self-signed P-256 certificate, with `carried` (raw extension value)
+    /// in the emulator's intermediates extension when given.
+    fn self_signed(carried: Option<Vec<u8>>) -> Vec<u8> {
+        use der::Encode;
+        use der::asn1::OctetString;
+        use x509_cert::builder::{Builder, CertificateBuilder};
+        let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let spki = spki::SubjectPublicKeyInfoOwned::from_key(key.verifying_key()).unwrap();
+        let name = crate::certificate::common_name("test root").unwrap();
+        let now = std::time::SystemTime::now();
+        let validity = x509_cert::time::Validity::new(
+            x509_cert::time::Time::try_from(now).unwrap(),
+            x509_cert::time::Time::try_from(now + std::time::Duration::from_secs(3600)).unwrap(),
+        );
+        let mut builder = CertificateBuilder::new(
+            crate::certificate::FixedNames {
+                issuer: name.clone(),
+                subject: name,
+                basic_constraints: Some(true),
+            },
+            crate::certificate::random_serial().unwrap(),
+            validity,
+            spki,
+        )
+        .unwrap();
+        if let Some(value) = carried {
+            builder
+                .add_extension(x509_cert::ext::Extension {
+                    extn_id: OID_EMULATED_INTERMEDIATES,
+                    critical: false,
+                    extn_value: OctetString::new(value).unwrap(),
+                })
+                .unwrap();
+        }
+        builder
+            .build::<_, p256::ecdsa::DerSignature>(&key)
+            .unwrap()
+            .to_der()
+            .unwrap()
+    }
+
+    #[test]
+    fn carried_intermediates_become_intermediates_never_roots() {
+        use der::Encode;
+        let plain = self_signed(None);
+        assert!(embedded_intermediates(&plain).unwrap().is_empty());
+        let inner = Certificate::from_der(&plain).unwrap();
+        let carried = vec![inner.clone(), inner].to_der().unwrap();
+        let root = self_signed(Some(carried));
+        assert_eq!(
+            embedded_intermediates(&root).unwrap(),
+            vec![plain.clone(); 2]
+        );
+        let mut a = TrustAnchors::empty();
+        a.add_root_der("test", root.clone()).unwrap();
+        assert_eq!(a.roots.len(), 1, "only the root is a root");
+        assert_eq!(a.intermediates.len(), 2);
+        // A PEM bundle of the root and what it carries: one root.
+        let pem = |der: &[u8]| {
+            pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, der).unwrap()
+        };
+        let mut a = TrustAnchors::empty();
+        a.add_root_pem("test", &(pem(&root) + &pem(&plain)))
+            .unwrap();
+        assert_eq!(
+            a.roots.len(),
+            1,
+            "a carried certificate in the bundle is no root"
+        );
+        // The same certificate not carried by a root of the text is a root.
+        let mut a = TrustAnchors::empty();
+        a.add_root_pem("test", &pem(&plain)).unwrap();
+        assert_eq!(a.roots.len(), 1);
+        assert!(a.intermediates.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_intermediates_extension_is_refused_with_a_reason() {
+        for garbage in [
+            vec![],
+            vec![0x04, 0x01, 0x00],
+            vec![0x30, 0x03, 0x02, 0x01, 0x01],
+        ] {
+            let root = self_signed(Some(garbage));
+            let e = TrustAnchors::empty()
+                .add_root_der("emulated token", root.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("emulated token") && e.contains("intermediates extension"),
+                "{e}"
+            );
+            assert!(embedded_intermediates(&root).is_err());
+        }
+    }
 }
