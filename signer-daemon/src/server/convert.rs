@@ -298,6 +298,72 @@ mod tests {
         }
     }
 
+    /// RSA and Ed25519 signatures are released only if they verify: one by
+    /// another key, or over other data, is INTERNAL and withheld.
+    #[test]
+    fn rsa_and_ed25519_signatures_that_do_not_verify_are_withheld() {
+        use ed25519_dalek::Signer as _;
+        use ed25519_dalek::pkcs8::EncodePublicKey as _;
+        use signer_lib::{SignInput, SignatureScheme};
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
+        let spki = sk.verifying_key().to_public_key_der().unwrap();
+        let key = KeyInfo::new(
+            signer_lib::SlotId::Signature,
+            signer_lib::PublicKey {
+                algorithm: Algorithm::Ed25519,
+                spki_der: spki.as_bytes().to_vec(),
+            },
+            None,
+            PinPolicy::Never,
+            TouchPolicy::Never,
+            None,
+        );
+        let input = SignInput::Message(b"message");
+        let good = sk.sign(b"message").to_bytes().to_vec();
+        assert_eq!(
+            check_signature(&key, SignatureScheme::Ed25519, &input, good.clone()).unwrap(),
+            good
+        );
+        let other = ed25519_dalek::SigningKey::from_bytes(&[2u8; 32])
+            .sign(b"message")
+            .to_bytes()
+            .to_vec();
+        let over_other = sk.sign(b"massage").to_bytes().to_vec();
+        for bad in [other, over_other, good[..63].to_vec(), vec![]] {
+            let e = check_signature(&key, SignatureScheme::Ed25519, &input, bad).unwrap_err();
+            assert_eq!(e.code(), Code::Internal);
+            assert!(e.message().contains("not released"), "{}", e.message());
+        }
+
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let rsa_sk = rsa::RsaPrivateKey::new(&mut rng, 1024).unwrap();
+        let spki = rsa_sk.to_public_key().to_public_key_der().unwrap();
+        let key = KeyInfo::new(
+            signer_lib::SlotId::Signature,
+            signer_lib::PublicKey {
+                algorithm: Algorithm::Rsa1024,
+                spki_der: spki.as_bytes().to_vec(),
+            },
+            None,
+            PinPolicy::Never,
+            TouchPolicy::Never,
+            None,
+        );
+        let digest = HashAlgorithm::Sha256.digest(b"message");
+        let input = SignInput::Digest {
+            hash: HashAlgorithm::Sha256,
+            digest: &digest,
+        };
+        let pkcs1 = rsa_sk
+            .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
+            .unwrap();
+        assert!(check_signature(&key, SignatureScheme::RsaPkcs1v15, &input, pkcs1.clone()).is_ok());
+        // The right key but the other padding: withheld.
+        let e = check_signature(&key, SignatureScheme::RsaPss, &input, pkcs1).unwrap_err();
+        assert_eq!(e.code(), Code::Internal);
+        assert!(e.message().contains("rsa-pss"), "{}", e.message());
+    }
+
     #[test]
     fn unspecified_and_unknown_enums_are_rejected() {
         assert_eq!(
