@@ -284,7 +284,9 @@ fn real_main(args: &Args) -> Result<()> {
             peers.daemon = Some(d);
         }
         if let (true, Some(baseline)) = (has(Target::DaemonBaseline), &args.baseline_bin) {
-            let token = daemon::make_token(&bin, dir.path(), "token-e", 20000005)?;
+            // Made by the baseline binary itself: an older build may not read
+            // a newer build's state file.
+            let token = daemon::make_token(baseline, dir.path(), "token-e", 20000005)?;
             peers.daemon_baseline = Some(
                 daemon::Daemon::start(
                     baseline,
