@@ -33,8 +33,10 @@
 //! version the card reports, as on real YubiKeys of that firmware; each
 //! generation's run expects exactly its gates' skips ([`BEFORE_5_7_SKIPS`],
 //! [`BEFORE_5_3_SKIPS`]) and that everything else passes. (The gates skip,
-//! they do not send the refused commands: that the card refuses them is
-//! shown by the emulator's own tests.)
+//! they do not send the refused commands, so after the suite
+//! `tests/clients/python/piv_firmware_refusals.py` sends them as raw APDUs
+//! through yubikit: below the version that brought a feature the card must
+//! refuse it and keep nothing, from it accept it, 5.7.4 included.)
 //!
 //! **What is asserted.** pytest ran to its end (exit status 0 or 1, a junit
 //! XML report with all [`SUITE_TESTS`] tests), and every test passed except
@@ -419,6 +421,33 @@ fn judge(cases: &[Case], exit: Option<i32>, run: &Run) -> (String, Vec<String>) 
     (out.join("\n"), problems)
 }
 
+/// After the suite: `tests/clients/python/piv_firmware_refusals.py` sends
+/// what the suite's version gates skip (GET METADATA, an AES management
+/// key, the 5.7 key types, MOVE/DELETE KEY) as raw APDUs through yubikit:
+/// refused (and nothing kept) below the version that brought it, accepted
+/// from it. Its output, and a problem if it failed.
+fn firmware_refusals(sandbox: &Sandbox, run: &Run) -> (String, Option<String>) {
+    let (python, _) = suite_paths();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python/piv_firmware_refusals.py");
+    let mut c = sandbox.command(&python);
+    c.arg(&script).stdin(Stdio::null());
+    if run.reader {
+        c.arg(&sandbox.reader(0).name);
+    }
+    let out = c
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let passed = out.status.success() && text.contains("refusals: 8 ok");
+    let problem = (!passed).then(|| format!("piv_firmware_refusals.py ({}):\n{text}", out.status));
+    (text.trim_end().to_string(), problem)
+}
+
 fn out_dir(label: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("ykman-test-piv")
@@ -444,7 +473,11 @@ fn suite_on_emulated_card(run: &Run) {
         run_sandboxed(module_path!(), run.test_name, config, |sandbox| {
             let card = EmulatedCard::start_with(sandbox, 0, SERIAL, run.init_args, run.atr);
             let (cases, exit, log) = run_suite(sandbox, run);
-            let (summary, problems) = judge(&cases, exit, run);
+            let (mut summary, mut problems) = judge(&cases, exit, run);
+            let (refusals, refusal_problem) = firmware_refusals(sandbox, run);
+            summary.push('\n');
+            summary.push_str(&refusals);
+            problems.extend(refusal_problem);
             println!("{summary}");
             std::fs::write(out_dir(run.label).join("summary.txt"), &summary).unwrap();
             card.stop();
