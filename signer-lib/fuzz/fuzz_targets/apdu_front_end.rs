@@ -5,7 +5,9 @@
 //! bytes) is a power cycle. Options: bit 0 management key 3DES (else
 //! AES-192), bit 1 PIV selected first, bit 2 management key authenticated
 //! first, bit 3 PIN verified first, so that short inputs reach the deep
-//! states (key generation, PUT DATA, SET PIN RETRIES, RESET, ...).
+//! states (key generation, PUT DATA, SET PIN RETRIES, RESET, ...); bits 4-5
+//! the firmware generation (5.7.4, 5.4.3, 5.2.7, 4.3.7: the capability
+//! table's refusals; before 5.4 the management key is 3DES whatever bit 0).
 //!
 //! Checked: nothing panics; every response is 2 to 65535 bytes; after the
 //! sequence the card's state serializes, reads back, and validates, as the
@@ -25,20 +27,23 @@ const SELECT_PIV: [u8; 10] = [0x00, 0xa4, 0x04, 0x00, 0x05, 0xa0, 0x00, 0x00, 0x
 const MAX_COMMAND: usize = 5000;
 const POWER_CYCLE: usize = 0xffff;
 
+/// The firmware generations options bits 4-5 choose.
+const FIRMWARE: [FirmwareVersion; 4] = [
+    FirmwareVersion::new(5, 7, 4),
+    FirmwareVersion::new(5, 4, 3),
+    FirmwareVersion::new(5, 2, 7),
+    FirmwareVersion::new(4, 3, 7),
+];
+
 /// Manufacturing makes an attestation key and certificate: do it once per
-/// algorithm and clone the state for each run.
-fn factory(alg: ManagementKeyAlgorithm) -> CardState {
-    static TDES: OnceLock<CardState> = OnceLock::new();
-    static AES: OnceLock<CardState> = OnceLock::new();
-    let cell = if alg == ManagementKeyAlgorithm::Tdes {
-        &TDES
-    } else {
-        &AES
-    };
+/// algorithm and firmware, and clone the state for each run.
+fn factory(alg: ManagementKeyAlgorithm, firmware: usize) -> CardState {
+    static CARDS: [[OnceLock<CardState>; 2]; 4] = [const { [const { OnceLock::new() }; 2] }; 4];
+    let cell = &CARDS[firmware][usize::from(alg != ManagementKeyAlgorithm::Tdes)];
     cell.get_or_init(|| {
         Card::manufacture(&FactorySettings {
             serial: 12_345_678,
-            firmware: FirmwareVersion::new(5, 7, 4),
+            firmware: FIRMWARE[firmware],
             management_key_algorithm: alg,
         })
         .expect("manufacture")
@@ -58,7 +63,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((&options, mut rest)) = data.split_first() else {
         return;
     };
-    let alg = if options & 1 != 0 {
+    let firmware = usize::from((options >> 4) & 3);
+    let alg = if options & 1 != 0 || FIRMWARE[firmware] < FirmwareVersion::new(5, 4, 0) {
         ManagementKeyAlgorithm::Tdes
     } else {
         ManagementKeyAlgorithm::Aes192
@@ -69,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
         timeout: std::time::Duration::from_millis(1),
         cache: std::time::Duration::from_millis(1),
     };
-    let mut card = Card::new(factory(alg), Arc::new(ApproveTouch), timing);
+    let mut card = Card::new(factory(alg, firmware), Arc::new(ApproveTouch), timing);
     let mut front = ApduFrontEnd::new();
     if options & 2 != 0 {
         check_response(&front.process(&mut card, &SELECT_PIV));
