@@ -75,9 +75,14 @@ pub struct AuditRecord {
     /// Hash of the signed digest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hash: Option<&'static str>,
-    /// The digest that was (or would have been) signed, hex.
+    /// The digest that was (or would have been) signed, hex (Ed25519: the
+    /// SHA-512 of the signed message).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The signature scheme (`ecdsa`, `rsa-pkcs1v15`, `rsa-pss`,
+    /// `ed25519`), once the request was checked against its key (E4, issue 14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<&'static str>,
     /// The policy rule that decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,

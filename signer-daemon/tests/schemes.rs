@@ -661,6 +661,30 @@ async fn grpc_signatures_of_every_scheme_verify_with_rustcrypto_and_carry_their_
     assert_eq!(r.digest, sha2::Sha512::digest(&message).to_vec());
     assert_eq!(r.hash, Sha512 as i32);
     assert_eq!(r.signature.len(), 64);
+    // The audit log names each signature's scheme, and Ed25519's digest
+    // as the response has it.
+    let audit = std::fs::read_to_string(f.path("audit.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |scheme: &str| {
+        records
+            .iter()
+            .filter(|r| r["operation"] == "sign" && r["outcome"] == "ok" && r["scheme"] == scheme)
+            .count()
+    };
+    assert_eq!(count("rsa-pkcs1v15"), 6, "{audit}");
+    assert_eq!(count("rsa-pss"), 6, "{audit}");
+    assert_eq!(count("ed25519"), 2, "{audit}");
+    assert_eq!(count("ecdsa"), 2, "{audit}");
+    let ed = hex::encode(sha2::Sha512::digest(&message));
+    assert!(
+        records.iter().any(|r| r["scheme"] == "ed25519"
+            && r["hash"] == "sha512"
+            && r["digest"] == ed.as_str()),
+        "{audit}"
+    );
 }
 
 fn lib_hash(h: pb::HashAlgorithm) -> signer_lib::HashAlgorithm {

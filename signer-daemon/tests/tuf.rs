@@ -1182,10 +1182,18 @@ fn roots_signed_by_ed25519_and_rsa_keys_verify_with_python_tuf_and_one_changed_b
             &std::fs::read(c.path(&root)).unwrap(),
         )
         .unwrap();
-        let (hash, digest) = if name == "ed25519" {
-            ("sha512", hex::encode(sha2::Sha512::digest(&md.canonical)))
+        let (hash, digest, scheme) = if name == "ed25519" {
+            (
+                "sha512",
+                hex::encode(sha2::Sha512::digest(&md.canonical)),
+                "ed25519",
+            )
         } else {
-            ("sha256", hex::encode(sha2::Sha256::digest(&md.canonical)))
+            (
+                "sha256",
+                hex::encode(sha2::Sha256::digest(&md.canonical)),
+                "rsa-pss",
+            )
         };
         let audit = std::fs::read_to_string(c.path("audit.jsonl")).unwrap();
         assert!(
@@ -1197,6 +1205,7 @@ fn roots_signed_by_ed25519_and_rsa_keys_verify_with_python_tuf_and_one_changed_b
                     && e["token_serial"] == TOKEN_C
                     && e["slot"] == slot
                     && e["hash"] == hash
+                    && e["scheme"] == scheme
                     && e["digest"] == digest.as_str()),
             "no audited {hash} signature of {digest}: {audit}"
         );

@@ -236,6 +236,7 @@ async fn sign(
             digest,
         },
     )?;
+    call.record.scheme = Some(plan.scheme.name());
     // ECDSA: the field-length integer the card signs (and the check verifies).
     let card_input = if plan.scheme == SignatureScheme::Ecdsa {
         ecdsa_card_input(resolved.key.algorithm(), hash, &plan.data).map_err(|e| from_error(&e))?
