@@ -4,8 +4,14 @@
 //! The rules are data ([`CAPABILITIES`]): each [`Feature`] appears from one
 //! firmware version on, with the status word older firmware answers and
 //! where Yubico's own code says so. The card model calls [`require`] (a
-//! typed [`Error::NotSupported`]); the APDU front end calls [`refusal`]
-//! before it parses a command, and answers the status word it returns.
+//! typed [`Error::NotSupported`]; [`require_algorithm`] gives
+//! [`Error::UnsupportedAlgorithm`] for a key type, as the PIV client reports
+//! a device's refusal); the APDU front end calls [`refusal`] before it
+//! parses a command, and answers the status word it returns. Yubico's
+//! sources give the version lines; the status words of a known instruction
+//! with an algorithm or parameter the firmware lacks are inferred (6A80 in
+//! the data, 6A86 in P1/P2, as for any unknown value), an unknown
+//! instruction's 6D00 is ISO 7816-4's.
 //!
 //! Sources (Yubico's host code, which mirrors what each firmware accepts):
 //! yubikey-manager `yubikit/piv.py` (`require_version` calls and
