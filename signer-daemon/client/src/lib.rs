@@ -627,33 +627,10 @@ impl Client {
         hash: pb::HashAlgorithm,
         digest: Vec<u8>,
         format: pb::SignatureFormat,
-        mut on_event: impl FnMut(SignEvent),
+        on_event: impl FnMut(SignEvent),
     ) -> Result<pb::SignResponse, Error> {
-        let request = self.request(pb::SignRequest {
-            key: Some(key),
-            input: Some(pb::sign_request::Input::Digest(digest.clone())),
-            hash: hash as i32,
-            format: format as i32,
-            padding: pb::RsaPadding::Unspecified as i32,
-        });
-        let mut stream = self.inner.sign_with_events(request).await?.into_inner();
-        let mut response = None;
-        while let Some(event) = stream.message().await? {
-            match event.event {
-                Some(pb::sign_event::Event::TouchRequired(t)) => {
-                    on_event(SignEvent::TouchRequired {
-                        token_serial: t.token_serial,
-                        slot: t.slot,
-                        timeout: Duration::from_millis(u64::from(t.timeout_ms)),
-                    })
-                }
-                Some(pb::sign_event::Event::Signature(r)) => response = Some(r),
-                None => {}
-            }
-        }
-        let r = response.ok_or_else(|| Error::bad("the stream ended without a signature"))?;
-        check_answer(&r, hash, &digest)?;
-        Ok(r)
+        let signing = Signing::ecdsa(hash, Payload::Digest(digest), format);
+        self.sign_with(key, &signing, on_event).await
     }
 
     /// Sign with the unary `Sign` call (no touch events): for programs that
