@@ -191,8 +191,8 @@ if [ ! -e "$YKT_VENV/src/$YKT_SDIST/tests/device/test_piv.py" ] || [ ! -x "$YKT_
   echo "install-deps: installing $YKT_SDIST's device tests and $YKT_REQS into $YKT_VENV" >&2
   rm -rf "$YKT_VENV"
   /usr/bin/python3 -m venv "$YKT_VENV" </dev/null
-  if ! "$YKT_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$YKT_REQS" </dev/null; then
-    echo "install-deps: cannot install the pinned packages of $YKT_REQS from the Python package index into $YKT_VENV" >&2
+  if ! "$YKT_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes -r "$YKT_REQS" </dev/null; then
+    echo "install-deps: cannot install the pinned packages of $YKT_REQS (versions and sha256 hashes) from the Python package index into $YKT_VENV" >&2
     exit 1
   fi
   if ! "$YKT_VENV/bin/pip" check; then
