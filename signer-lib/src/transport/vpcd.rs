@@ -28,6 +28,18 @@
 //! must answer every ATR request and APDU, and holds up that reader's
 //! presence polling while it computes (e.g. while it waits for a touch).
 //!
+//! A long computation (an RSA-4096 GENERATE takes seconds) therefore holds
+//! up that one reader slot and nothing else, as a real reader is busy while
+//! its card computes: vpcd holds a lock around each send-and-receive of a
+//! slot, and pcscd locks a slot for the duration of a transmit, so no poll
+//! of that slot can even reach the card meanwhile (nor could it be answered
+//! out of order: the protocol is strictly one answer per request, in
+//! order). Every card has its own bridge thread and connection, and vpcd
+//! declares its slots thread-safe (`TAG_IFD_SLOT_THREAD_SAFE`), so the other
+//! cards keep being polled and answered; the bridge's
+//! [`BridgeControl::abort`] and [`BridgeControl::drop_connection`] cut the
+//! connection from the controlling thread even mid-command.
+//!
 //! # This module
 //!
 //! - A pure codec: [`encode_frame`], [`FrameReader`] (incremental, for
@@ -1484,5 +1496,125 @@ mod tests {
         assert_eq!(conn.transact(Request::Control(Control::GetAtr)).len(), 23);
         drop(bridge);
         conn.expect_closed();
+    }
+
+    /// Poll `conn` as pcscd does (ATR request) and send it an APDU, `rounds`
+    /// times; every exchange must be answered.
+    fn poll_and_transmit(conn: &mut FakeConn, rounds: usize) {
+        for _ in 0..rounds {
+            assert_eq!(
+                conn.transact(Request::Control(Control::GetAtr)),
+                YUBIKEY_5_ATR.to_vec()
+            );
+            assert_eq!(
+                conn.transact(Request::Apdu(&[0x00, 0xfd, 0x00, 0x00])),
+                vec![0x00, 0xfd, 0x00, 0x00, 0x90, 0x00]
+            );
+        }
+    }
+
+    #[test]
+    fn a_card_busy_computing_holds_up_no_other_card() {
+        // Card A blocks inside its command (a long computation, e.g. an
+        // RSA-4096 key generation) until released; card B, on its own vpcd
+        // slot, keeps being polled and answered the whole time.
+        let vpcd_a = FakeVpcd::new();
+        let vpcd_b = FakeVpcd::new();
+        let (mut card_a, seen_a) = EchoCard::new();
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        card_a.gate = Some((entered_tx, release_rx));
+        let (card_b, _) = EchoCard::new();
+        let bridge_a = spawn(Box::new(card_a), fast_config(vpcd_a.address())).unwrap();
+        let bridge_b = spawn(Box::new(card_b), fast_config(vpcd_b.address())).unwrap();
+        let mut conn_a = vpcd_a.accept();
+        let mut conn_b = vpcd_b.accept();
+        assert_eq!(conn_a.transact(Request::Control(Control::GetAtr)).len(), 23);
+
+        conn_a.send(Request::Apdu(&[0x00, 0x47, 0x00, 0x9a]));
+        entered_rx.recv_timeout(WAIT).unwrap();
+        // A is busy (it cannot finish before the release below).
+        poll_and_transmit(&mut conn_b, 20);
+        assert!(bridge_b.control().is_attached());
+        assert!(bridge_a.control().is_attached());
+        release_tx.send(()).unwrap();
+        assert_eq!(
+            conn_a.recv().unwrap().to_vec(),
+            vec![0x00, 0x47, 0x00, 0x9a, 0x90, 0x00]
+        );
+        // A answers polls again once its command is done (its next command
+        // passes the gate at once).
+        release_tx.send(()).unwrap();
+        poll_and_transmit(&mut conn_a, 1);
+        assert_eq!(seen_a.lock().unwrap().commands.len(), 2);
+        drop(bridge_a);
+        drop(bridge_b);
+    }
+
+    #[test]
+    fn an_rsa_4096_generation_on_one_emulated_card_holds_up_no_other_card() {
+        use crate::emulator::apdu::EmulatedSmartCard;
+        use crate::emulator::{ApproveTouch, EmulatedToken, InitOptions};
+        use crate::piv::mgmt_crypto::HostAuthentication;
+        use crate::secret::ManagementKey;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.state");
+        let token = EmulatedToken::init(&path, &InitOptions::default()).unwrap();
+        drop(token);
+        let card_a = EmulatedSmartCard::open(&path, Arc::new(ApproveTouch)).unwrap();
+        let vpcd_a = FakeVpcd::new();
+        let vpcd_b = FakeVpcd::new();
+        let (card_b, _) = EchoCard::new();
+        let bridge_a = spawn(Box::new(card_a), fast_config(vpcd_a.address())).unwrap();
+        let bridge_b = spawn(Box::new(card_b), fast_config(vpcd_b.address())).unwrap();
+        let mut a = vpcd_a.accept();
+        let mut b = vpcd_b.accept();
+        a.send(Request::Control(Control::PowerOn));
+        let sw = |r: &[u8]| u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]]);
+        let select = [0x00, 0xa4, 0x04, 0x00, 0x05, 0xa0, 0x00, 0x00, 0x03, 0x08];
+        assert_eq!(sw(&a.transact(Request::Apdu(&select))), 0x9000);
+        // Management key (AES-192 default) through the APDUs a host sends.
+        let key =
+            ManagementKey::default_for(crate::secret::ManagementKeyAlgorithm::Aes192).unwrap();
+        let step1 = HostAuthentication::witness_request(key.algorithm())
+            .to_bytes()
+            .unwrap();
+        let r1 = a.transact(Request::Apdu(&step1));
+        assert_eq!(sw(&r1), 0x9000);
+        let (auth, step2) =
+            HostAuthentication::answer_witness(&key, &r1[..r1.len() - 2], &mut getrandom::SysRng)
+                .unwrap();
+        let r2 = a.transact(Request::Apdu(&step2.to_bytes().unwrap()));
+        assert_eq!(sw(&r2), 0x9000);
+        auth.verify_card(&key, &r2[..r2.len() - 2]).unwrap();
+
+        // GENERATE RSA-4096 in 9A (extended length, all the answer at once).
+        let generate = [
+            0x00, 0x47, 0x00, 0x9a, 0x00, 0x00, 0x05, 0xac, 0x03, 0x80, 0x01, 0x16, 0x00, 0x00,
+        ];
+        a.send(Request::Apdu(&generate));
+        let started = Instant::now();
+        // Meanwhile the other card is polled and answered.
+        poll_and_transmit(&mut b, 10);
+        let b_done = started.elapsed();
+        // ...while A's answer has not come yet (an RSA-4096 generation takes
+        // far longer than 20 local exchanges).
+        a.stream.set_nonblocking(true).unwrap();
+        let mut probe = [0u8; 1];
+        assert!(
+            matches!(a.stream.peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "card A answered before the other card's exchanges were done"
+        );
+        a.stream.set_nonblocking(false).unwrap();
+        let answer = a.recv().unwrap();
+        let a_done = started.elapsed();
+        eprintln!(
+            "other card answered 20 exchanges in {b_done:?}; RSA-4096 generation answered after {a_done:?}"
+        );
+        assert_eq!(sw(&answer), 0x9000);
+        assert_eq!(&answer[..2], &[0x7f, 0x49]);
+        drop(bridge_a);
+        drop(bridge_b);
     }
 }
