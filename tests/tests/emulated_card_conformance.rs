@@ -27,6 +27,8 @@
 //! 2.2.0, ykman 4.0.9, libykcs11 2.2.0 have no Ed25519.) On a card made as
 //! a YubiKey 4 (`--firmware 4.3.7`), yubico-piv-tool generates, attests
 //! and signs with RSA-2048 and P-256, and ykman 4 makes an RSA-2048 CSR.
+//! ykman 5 moves an Ed25519 key from 9a to 82 and deletes it (firmware
+//! 5.7), and refuses to move on 5.4.3.
 //!
 //! Every signature is verified by `openssl` with the public key the tool
 //! printed at generation, every attestation certificate with `openssl
@@ -1048,6 +1050,81 @@ sandboxed_test!(
         c.arg(&public).arg(&csr);
         ok(c, "ykman 4 piv certificates request on 4.3.7");
         verify_csr(&csr, &public);
+        card.stop();
+    }
+);
+
+// ykman 5's MOVE KEY and DELETE KEY (firmware 5.7): an Ed25519 key moves
+// from 9a to the retired slot 82 (its public key and its signatures go with
+// it: a CSR from 82 verifies with the key generated in 9a, 9a is empty),
+// then is deleted (82 empty: export and CSR fail). On firmware 5.4.3 ykman
+// refuses to move at all.
+sandboxed_test!(
+    fn pypi_ykman_5_moves_and_deletes_an_ed25519_key(sandbox) {
+        let Some(ykman) = pypi_ykman() else {
+            return;
+        };
+        let card = EmulatedCard::start(sandbox, 12_345_678, "aes192", "usb");
+        let run = |args: &[&str]| {
+            let mut c = sandbox.command(&ykman);
+            c.args(args);
+            c
+        };
+        let public = card.path("ed.9a.pub.pem");
+        ok(
+            run(&["piv", "keys", "generate", "--management-key", AES192_DEFAULT, "-a", "ED25519",
+                  "--pin-policy", "ONCE", "9a", public.to_str().unwrap()]),
+            "ykman 5 piv keys generate -a ED25519 9a",
+        );
+        ok(
+            run(&["piv", "keys", "move", "--management-key", AES192_DEFAULT, "9a", "82"]),
+            "ykman 5 piv keys move 9a 82",
+        );
+        let moved = card.path("ed.82.pub.pem");
+        ok(
+            run(&["piv", "keys", "export", "82", moved.to_str().unwrap()]),
+            "ykman 5 piv keys export 82",
+        );
+        assert_eq!(spki_of("key", &moved), spki_of("key", &public), "the key moved to 82");
+        fails(
+            run(&["piv", "keys", "export", "9a", card.path("ed.9a.after.pem").to_str().unwrap()]),
+            "export from 9a after the move",
+        );
+        let csr = card.path("ed.82.csr.pem");
+        ok(
+            run(&["piv", "certificates", "request", "--pin", "123456", "--subject", "CN=moved",
+                  "82", public.to_str().unwrap(), csr.to_str().unwrap()]),
+            "ykman 5 piv certificates request 82",
+        );
+        verify_csr(&csr, &public);
+        ok(
+            run(&["piv", "keys", "delete", "--management-key", AES192_DEFAULT, "82"]),
+            "ykman 5 piv keys delete 82",
+        );
+        fails(
+            run(&["piv", "keys", "export", "82", card.path("ed.82.after.pem").to_str().unwrap()]),
+            "export from 82 after the delete",
+        );
+        fails(
+            run(&["piv", "certificates", "request", "--pin", "123456", "--subject", "CN=gone",
+                  "82", public.to_str().unwrap(), card.path("gone.csr").to_str().unwrap()]),
+            "a CSR from the deleted key",
+        );
+        card.stop();
+
+        let card = EmulatedCard::start_with(
+            sandbox, 0, 12_345_678, &["--firmware", "5.4.3", "--mgmt-key-alg", "aes192"], "usb",
+        );
+        ok(
+            run(&["piv", "keys", "generate", "--management-key", AES192_DEFAULT, "-a", "ECCP256",
+                  "9a", card.path("p256.pem").to_str().unwrap()]),
+            "ykman 5 piv keys generate on 5.4.3",
+        );
+        let out = fails(
+            run(&["piv", "keys", "move", "--management-key", AES192_DEFAULT, "9a", "82"]),
+            "ykman 5 piv keys move on 5.4.3",
+        );
+        assert!(out.contains("5.7"), "ykman names the firmware it needs: {out}");
         card.stop();
     }
 );
