@@ -15,7 +15,7 @@ use signer_lib::selector::OpenConfig;
 use signer_lib::session::{PinKeeper, PinSource, SigningSession};
 use signer_lib::{
     Algorithm, FirmwareVersion, HashAlgorithm, KeyInfo, ManagementKey, ManagementKeyAlgorithm, Pin,
-    PinPolicy, SlotId, Token, TokenEvent, TokenSelector, TouchPolicy,
+    PinPolicy, SignInput, SignatureScheme, SlotId, Token, TokenEvent, TokenSelector, TouchPolicy,
 };
 use zeroize::Zeroizing;
 
@@ -208,15 +208,27 @@ pub struct SignArgs {
     /// The message to sign (default: standard input).
     #[arg(long = "in", value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Hash: sha256, sha384, sha512 (default: sha256 for p256, sha384 for p384).
+    /// Hash: sha256, sha384, sha512 (default: sha256 for p256 and RSA,
+    /// sha384 for p384; Ed25519 takes sha512 only, its own hash).
     #[arg(long)]
     pub hash: Option<HashAlgorithm>,
-    /// Where to write the DER signature (default: standard output).
+    /// RSA padding: pkcs1v15 or pss (required for RSA keys, refused for others).
+    #[arg(long, value_name = "PADDING", value_parser = parse_padding)]
+    pub padding: Option<SignatureScheme>,
+    /// Where to write the signature (default: standard output): DER for
+    /// ECDSA, the modulus-length integer for RSA, 64 bytes for Ed25519.
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// File holding the PIN. Otherwise $SIGNER_PIN, otherwise a prompt on a terminal.
     #[arg(long, value_name = "FILE")]
     pub pin_file: Option<PathBuf>,
+}
+
+fn parse_padding(s: &str) -> Result<SignatureScheme, String> {
+    match s.parse::<SignatureScheme>() {
+        Ok(scheme @ (SignatureScheme::RsaPkcs1v15 | SignatureScheme::RsaPss)) => Ok(scheme),
+        _ => Err(format!("padding {s:?}: use pkcs1v15 or pss")),
+    }
 }
 
 fn open_config() -> CliResult<OpenConfig> {
@@ -576,23 +588,85 @@ fn hash_stream(hash: HashAlgorithm, mut input: impl Read, name: &str) -> CliResu
     }
 }
 
-/// Run `signer-daemon sign`.
+/// Read at most `limit` bytes (the Ed25519 message), refusing more.
+fn read_bounded(input: impl Read, name: &str, limit: usize) -> CliResult<Vec<u8>> {
+    let mut message = Vec::new();
+    input
+        .take(limit as u64 + 1)
+        .read_to_end(&mut message)
+        .map_err(|e| CliError::io(name, e))?;
+    if message.len() > limit {
+        return Err(CliError::Usage(format!(
+            "{name} is longer than {limit} bytes: an Ed25519 key signs the message itself, in one command to the token"
+        )));
+    }
+    Ok(message)
+}
+
+/// Run `signer-daemon sign`: ECDSA and RSA over the input's digest
+/// (streaming), Ed25519 over the input itself. The signature is verified
+/// against the slot's public key before it is written.
 pub fn sign(args: SignArgs) -> CliResult {
     warn_emulated(&args.token);
     let token = args.token.open(&open_config()?)?;
     let mut session = SigningSession::new(token, PinSource::from_cli(args.pin_file.clone()));
     let key = session.key(args.slot)?;
-    let hash = args
-        .hash
-        .unwrap_or_else(|| HashAlgorithm::preferred_for(key.algorithm()));
-    let digest = match &args.input {
-        Some(path) => {
-            let file = std::fs::File::open(path).map_err(|e| CliError::io(path, e))?;
-            hash_stream(hash, file, &path.display().to_string())?
+    let algorithm = key.algorithm();
+    let scheme = match (SignatureScheme::implied_by(algorithm), args.padding) {
+        (Some(_), Some(p)) => {
+            return Err(CliError::Usage(format!(
+                "--padding {p} is for RSA keys; the key in slot {} is {algorithm}",
+                args.slot
+            )));
         }
-        None => hash_stream(hash, std::io::stdin().lock(), "stdin")?,
+        (Some(s), None) => s,
+        (None, Some(p)) => p,
+        (None, None) if algorithm.is_rsa() => {
+            return Err(CliError::Usage(format!(
+                "the key in slot {} is {algorithm}: give --padding pkcs1v15 or --padding pss",
+                args.slot
+            )));
+        }
+        (None, None) => {
+            return Err(signer_lib::Error::KeyCannotSign {
+                slot: args.slot,
+                algorithm,
+            }
+            .into());
+        }
     };
-    let signature = session.sign(args.slot, hash, &digest, &mut |event| match event {
+    let (name, input): (String, Box<dyn Read>) = match &args.input {
+        Some(path) => (
+            path.display().to_string(),
+            Box::new(std::fs::File::open(path).map_err(|e| CliError::io(path, e))?),
+        ),
+        None => ("stdin".into(), Box::new(std::io::stdin().lock())),
+    };
+    let (hash, data) = if scheme.signs_message() {
+        if args.hash.is_some_and(|h| h != HashAlgorithm::Sha512) {
+            return Err(CliError::Usage(
+                "an Ed25519 key hashes with SHA-512 inside the signature: leave --hash out".into(),
+            ));
+        }
+        (
+            HashAlgorithm::Sha512,
+            read_bounded(input, &name, signer_lib::model::ED25519_MAX_MESSAGE)?,
+        )
+    } else {
+        let hash = args
+            .hash
+            .unwrap_or_else(|| HashAlgorithm::preferred_for(algorithm));
+        (hash, hash_stream(hash, input, &name)?)
+    };
+    let sign_input = if scheme.signs_message() {
+        SignInput::Message(&data)
+    } else {
+        SignInput::Digest {
+            hash,
+            digest: &data,
+        }
+    };
+    let signature = session.sign_with(args.slot, scheme, sign_input, &mut |event| match event {
         TokenEvent::TouchRequired { slot, timeout } => {
             eprintln!(
                 "Touch your YubiKey now (key in slot {slot}; waiting up to {} s)",
@@ -600,6 +674,14 @@ pub fn sign(args: SignArgs) -> CliResult {
             );
         }
     })?;
+    // Released only if it verifies (RustCrypto, signer-lib's PublicKey::verify).
+    key.public_key
+        .verify(scheme, &sign_input, &signature)
+        .map_err(|e| {
+            CliError::Other(format!(
+                "the token returned a {scheme} signature that does not verify ({e}); it was not written"
+            ))
+        })?;
     match &args.output {
         Some(path) => write_file(path, &signature)?,
         None => {
@@ -609,11 +691,19 @@ pub fn sign(args: SignArgs) -> CliResult {
                 .map_err(|e| CliError::io("stdout", e))?;
         }
     }
-    eprintln!(
-        "signed with {} ({hash}); key id {}",
-        describe_slot(&key),
-        key.key_id
-    );
+    if scheme.signs_message() {
+        eprintln!(
+            "signed with {} ({scheme}, the message itself); key id {}",
+            describe_slot(&key),
+            key.key_id
+        );
+    } else {
+        eprintln!(
+            "signed with {} ({scheme}, {hash}); key id {}",
+            describe_slot(&key),
+            key.key_id
+        );
+    }
     Ok(())
 }
 

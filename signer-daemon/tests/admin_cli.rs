@@ -361,8 +361,10 @@ fn usage_errors_exit_2() {
         vec![
             "keygen", "--token", &f.token, "--slot", "9c", "--alg", "p521",
         ],
+        // Ed25519 is a key type now (keygen_and_sign_with_rsa_and_ed25519_keys_...);
+        // a curve no YubiKey has is still a usage error.
         vec![
-            "keygen", "--token", &f.token, "--slot", "9c", "--alg", "ed25519",
+            "keygen", "--token", &f.token, "--slot", "9c", "--alg", "ed448",
         ],
         vec!["keygen", "--token", &f.token, "--slot", "f9"],
         vec![
@@ -563,4 +565,146 @@ fn keygen_writes_a_self_signed_certificate_openssl_accepts() {
     )
     .unwrap();
     assert!(signer_lib::Token::key(&mut token, signer_lib::SlotId::KeyManagement).is_err());
+}
+
+/// `keygen` and offline `sign` with RSA and Ed25519 keys: openssl verifies
+/// (PSS and PKCS#1 v1.5; Ed25519 over the message itself), an X25519 key
+/// is generated without a certificate and cannot sign, and every request
+/// a key cannot take is a usage error that writes nothing.
+#[test]
+fn keygen_and_sign_with_rsa_and_ed25519_keys_verify_with_openssl() {
+    let f = fixture();
+    f.init(&[]);
+    let rsa = f.keygen("9a", "rsa2048", "once", "never");
+    let ed = f.keygen("9c", "ed25519", "once", "never");
+    let x = ok(
+        &[
+            "keygen", "--token", &f.token, "--slot", "9d", "--alg", "x25519",
+        ],
+        &[("SIGNER_PIN", "123456")],
+    );
+    assert!(
+        x.stderr.contains("no certificate written to slot 9d"),
+        "{}",
+        x.stderr
+    );
+    let message = f.path("message.txt");
+    std::fs::write(&message, b"a TUF root, say\n").unwrap();
+    let other = f.path("other.txt");
+    std::fs::write(&other, b"something else\n").unwrap();
+    let m = message.to_str().unwrap();
+    let pin = [("SIGNER_PIN", "123456")];
+
+    for (padding, hash) in [("pss", "sha256"), ("pkcs1v15", "sha384")] {
+        let sig = f.path(&format!("{padding}.sig"));
+        let s = sig.to_str().unwrap();
+        ok(
+            &[
+                "sign",
+                "--token",
+                &f.token,
+                "--slot",
+                "9a",
+                "--padding",
+                padding,
+                "--hash",
+                hash,
+                "--in",
+                m,
+                "-o",
+                s,
+            ],
+            &pin,
+        );
+        assert_eq!(std::fs::read(&sig).unwrap().len(), 256);
+        let verify = |data: &Path| {
+            let mut args = vec!["dgst".to_string(), format!("-{hash}")];
+            args.extend(["-verify", rsa.to_str().unwrap()].map(String::from));
+            if padding == "pss" {
+                args.extend(
+                    [
+                        "-sigopt",
+                        "rsa_padding_mode:pss",
+                        "-sigopt",
+                        "rsa_pss_saltlen:digest",
+                    ]
+                    .map(String::from),
+                );
+            }
+            args.extend(["-signature", s, data.to_str().unwrap()].map(String::from));
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = openssl(&a);
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim_end() == "Verified OK"
+        };
+        assert!(
+            verify(&message),
+            "openssl rejects the RSA {padding} signature"
+        );
+        assert!(!verify(&other), "another message verified");
+    }
+    let sig = f.path("ed.sig");
+    ok(
+        &[
+            "sign",
+            "--token",
+            &f.token,
+            "--slot",
+            "9c",
+            "--in",
+            m,
+            "-o",
+            sig.to_str().unwrap(),
+        ],
+        &pin,
+    );
+    assert_eq!(std::fs::read(&sig).unwrap().len(), 64);
+    let ed_verify = |data: &Path| {
+        let out = openssl(&[
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            ed.to_str().unwrap(),
+            "-rawin",
+            "-in",
+            data.to_str().unwrap(),
+            "-sigfile",
+            sig.to_str().unwrap(),
+        ]);
+        out.status.success()
+    };
+    assert!(ed_verify(&message), "openssl rejects the Ed25519 signature");
+    assert!(!ed_verify(&other), "another message verified");
+
+    let refused = f.path("refused.sig");
+    let r = refused.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["--slot", "9a"],
+            "give --padding pkcs1v15 or --padding pss",
+        ),
+        (vec!["--slot", "9c", "--padding", "pss"], "is for RSA keys"),
+        (vec!["--slot", "9c", "--hash", "sha256"], "SHA-512"),
+        (
+            vec!["--slot", "9a", "--padding", "ecdsa"],
+            "use pkcs1v15 or pss",
+        ),
+    ] {
+        let mut all = vec!["sign", "--token", &f.token, "--in", m, "-o", r];
+        all.extend(args.iter());
+        let out = run(&all, &pin, None);
+        assert_eq!(out.code, 2, "{all:?}: {}", out.stderr);
+        assert!(out.stderr.contains(needle), "{all:?}: {}", out.stderr);
+        assert!(!refused.exists(), "{all:?} wrote a signature");
+    }
+    let out = run(
+        &[
+            "sign", "--token", &f.token, "--slot", "9d", "--in", m, "-o", r,
+        ],
+        &pin,
+        None,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot sign"), "{}", out.stderr);
+    assert!(!refused.exists());
 }
