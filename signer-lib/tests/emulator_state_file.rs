@@ -272,6 +272,28 @@ fn a_token_in_use_is_locked() {
 }
 
 #[test]
+fn a_lock_released_within_the_patience_is_waited_for() {
+    // What a forked child does: it holds the lock descriptor for an instant
+    // (until its exec). Here another handle holds it for 50 ms.
+    let dir = tempfile::tempdir().unwrap();
+    let (path, token) = init(dir.path());
+    assert!(state_file::LOCK_PATIENCE > std::time::Duration::from_millis(100));
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(token);
+    });
+    let started = std::time::Instant::now();
+    let reopened = open(&path).unwrap();
+    assert!(started.elapsed() < state_file::LOCK_PATIENCE);
+    holder.join().unwrap();
+    // A lock held for longer is still StateLocked, after the patience.
+    let started = std::time::Instant::now();
+    assert!(matches!(open(&path), Err(Error::StateLocked { .. })));
+    assert!(started.elapsed() >= state_file::LOCK_PATIENCE);
+    drop(reopened);
+}
+
+#[test]
 fn a_wrong_pin_is_on_disk_before_the_error_returns() {
     let dir = tempfile::tempdir().unwrap();
     let (path, mut token) = init(dir.path());

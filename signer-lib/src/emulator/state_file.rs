@@ -39,7 +39,9 @@
 //! file, and the directory is `fsync`ed, so the file is always either the old
 //! or the new state. A process that uses a token holds an exclusive `flock`
 //! on the sidecar `FILE.lock` (a lock on the state file itself would be lost
-//! at the first rename); a second user gets [`Error::StateLocked`].
+//! at the first rename); a second user gets [`Error::StateLocked`] after
+//! waiting [`LOCK_PATIENCE`] for a lock released at once (one a forked
+//! child held until its exec).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -91,14 +93,32 @@ fn lock(path: &Path) -> Result<File> {
         .mode(0o600)
         .open(&lock_path)
         .map_err(|e| Error::io(&lock_path, e))?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(file),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::StateLocked {
-            path: path.to_path_buf(),
-        }),
-        Err(e) => Err(Error::io(&lock_path, e.into())),
+    // A lock held for an instant is waited for: a child that another
+    // thread of the previous user forked inherits the lock's descriptor
+    // until its exec closes it (close-on-exec), so a token dropped and
+    // reopened around a fork may look locked for a few milliseconds.
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(Error::StateLocked {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::io(&lock_path, e.into())),
+        }
     }
 }
+
+/// How long opening waits for a lock held by someone else before
+/// [`Error::StateLocked`]: long enough for a forked child's exec to release
+/// an inherited lock descriptor, short enough not to hide a real second user.
+pub const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(300);
 
 impl StateFile {
     /// Create a new state file holding `state`. Refuses to overwrite an
