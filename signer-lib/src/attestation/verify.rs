@@ -4,7 +4,8 @@
 //! (for firmware 5.7.4+: "Yubico PIV Attestation A 1/B 1" ← "Yubico
 //! Attestation Intermediate A 1/B 1") ← a trusted root. Each link is checked
 //! by name (issuer = subject of the next) and by signature (RSA PKCS#1 v1.5
-//! with SHA-256/384/512, or ECDSA P-256/P-384 with SHA-256/384/512), every
+//! with SHA-256/384/512, ECDSA P-256/P-384 with SHA-256/384/512, or Ed25519
+//! for an owner's own CA or f9 key), every
 //! certificate must be within its validity period (Yubico's certificates
 //! carry notAfter 2052 or 9999-12-31, both fine), and Yubico's extensions
 //! must decode. The trust anchors' own self-signatures are not checked: they
@@ -33,6 +34,8 @@ const ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.100
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const CURVE_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const CURVE_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+/// Ed25519 (RFC 8410): both the key and the signature algorithm.
+const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
 /// Longest chain accepted (slot, f9, two intermediates, root).
 const MAX_CHAIN: usize = 5;
@@ -108,7 +111,18 @@ fn check_signature(cert: &Certificate, issuer: &Certificate) -> Result<(), Strin
         .map_err(|e| format!("cannot encode the issuer's key: {e}"))?;
     let key_alg = spki.algorithm.oid;
     let bad = |e: &dyn std::fmt::Display| format!("signature does not verify: {e}");
-    if key_alg == RSA_ENCRYPTION {
+    if key_alg == ED25519 {
+        // An owner's own attestation CA or f9 key may be Ed25519 (5.7+).
+        if alg != ED25519 {
+            return Err(format!(
+                "algorithm {alg} does not match the issuer's Ed25519 key"
+            ));
+        }
+        let key = ed25519_dalek::VerifyingKey::from_public_key_der(&spki_der)
+            .map_err(|e| format!("issuer's Ed25519 key: {e}"))?;
+        let sig = ed25519_dalek::Signature::from_slice(signature).map_err(|e| bad(&e))?;
+        key.verify_strict(&tbs, &sig).map_err(|e| bad(&e))
+    } else if key_alg == RSA_ENCRYPTION {
         let key = rsa::RsaPublicKey::from_public_key_der(&spki_der)
             .map_err(|e| format!("issuer's RSA key: {e}"))?;
         let sig = rsa::pkcs1v15::Signature::try_from(signature).map_err(|e| bad(&e))?;
@@ -319,4 +333,120 @@ pub fn verify_attestation(
     verdict.trusted = problems.is_empty();
     verdict.problems = problems;
     verdict
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use der::Encode;
+    use x509_cert::builder::{Builder, CertificateBuilder};
+
+    use super::*;
+    use crate::certificate::{FixedNames, common_name, random_serial};
+    use crate::emulator::card::{Card, FactorySettings};
+    use crate::emulator::{ApproveTouch, TouchTiming};
+    use crate::model::{FirmwareVersion, PinPolicy, TouchPolicy};
+    use crate::secret::{ManagementKey, ManagementKeyAlgorithm};
+
+    /// A CA certificate for `subject_key`, signed by `issuer` (Ed25519).
+    fn ed25519_ca(
+        issuer: &ed25519_dalek::SigningKey,
+        issuer_cn: &str,
+        subject_key: &ed25519_dalek::VerifyingKey,
+        subject_cn: &str,
+    ) -> Vec<u8> {
+        let now = SystemTime::now();
+        let validity = x509_cert::time::Validity::new(
+            x509_cert::time::Time::try_from(now - std::time::Duration::from_secs(60)).unwrap(),
+            x509_cert::time::Time::try_from(now + std::time::Duration::from_secs(3600)).unwrap(),
+        );
+        CertificateBuilder::new(
+            FixedNames {
+                issuer: common_name(issuer_cn).unwrap(),
+                subject: common_name(subject_cn).unwrap(),
+                basic_constraints: Some(true),
+            },
+            random_serial().unwrap(),
+            validity,
+            spki::SubjectPublicKeyInfoOwned::from_key(subject_key).unwrap(),
+        )
+        .unwrap()
+        .build::<_, ed25519_dalek::Signature>(issuer)
+        .unwrap()
+        .to_der()
+        .unwrap()
+    }
+
+    /// An owner replaced f9 with an Ed25519 key and a certificate from
+    /// their own Ed25519 CA: the chain verifies, and a changed signature
+    /// byte anywhere does not.
+    #[test]
+    fn an_ed25519_attestation_ca_verifies() {
+        let state = Card::manufacture(&FactorySettings {
+            serial: 7,
+            firmware: FirmwareVersion::new(5, 7, 4),
+            management_key_algorithm: ManagementKeyAlgorithm::Aes192,
+        })
+        .unwrap();
+        let mut card = Card::new(state, Arc::new(ApproveTouch), TouchTiming::default());
+        card.authenticate_management_key(
+            &ManagementKey::default_for(ManagementKeyAlgorithm::Aes192).unwrap(),
+        )
+        .unwrap();
+        let root_key = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
+        let f9_seed = [2u8; 32];
+        let f9_key = ed25519_dalek::SigningKey::from_bytes(&f9_seed);
+        let root = ed25519_ca(&root_key, "Owner CA", &root_key.verifying_key(), "Owner CA");
+        let f9 = ed25519_ca(&root_key, "Owner CA", &f9_key.verifying_key(), "Owner f9");
+        card.import_key(
+            SlotId::Attestation,
+            Algorithm::Ed25519,
+            &f9_seed,
+            PinPolicy::Never,
+            TouchPolicy::Never,
+        )
+        .unwrap();
+        card.put_certificate(SlotId::Attestation, &f9).unwrap();
+        card.generate_key(
+            SlotId::Signature,
+            Algorithm::EccP256,
+            PinPolicy::Once,
+            TouchPolicy::Never,
+        )
+        .unwrap();
+        let attestation = Attestation {
+            slot_certificate: card.attest(SlotId::Signature).unwrap(),
+            device_certificate: card.certificate(SlotId::Attestation).unwrap(),
+        };
+        let mut anchors = TrustAnchors::empty();
+        anchors.add_root_der("owner", root.clone()).unwrap();
+        let v = verify_attestation(
+            &attestation,
+            &anchors,
+            SystemTime::now(),
+            &Expected::default(),
+        );
+        assert!(v.trusted, "{:?}", v.problems);
+        assert_eq!(v.chain.len(), 3);
+        assert_eq!(v.chain[2], root);
+        // A changed last byte (inside the signature) of either certificate.
+        for which in 0..2 {
+            let mut bad = attestation.clone();
+            let der = if which == 0 {
+                &mut bad.slot_certificate
+            } else {
+                &mut bad.device_certificate
+            };
+            let last = der.len() - 1;
+            der[last] ^= 1;
+            let v = verify_attestation(&bad, &anchors, SystemTime::now(), &Expected::default());
+            assert!(
+                !v.trusted,
+                "certificate {which} with a changed signature is trusted"
+            );
+        }
+    }
 }
