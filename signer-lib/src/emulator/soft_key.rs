@@ -109,6 +109,19 @@ fn fixed_len(value: &[u8], len: usize) -> Option<Zeroizing<Vec<u8>>> {
     Some(out)
 }
 
+/// The big-endian bytes of a secret integer; the intermediate buffer is
+/// zeroized.
+fn secret_be_bytes(value: &rsa::BoxedUint, trimmed: bool) -> Zeroizing<Vec<u8>> {
+    let mut boxed = if trimmed {
+        value.to_be_bytes_trimmed_vartime()
+    } else {
+        value.to_be_bytes()
+    };
+    let out = Zeroizing::new(boxed.to_vec());
+    boxed.zeroize();
+    out
+}
+
 fn boxed_uint(bytes: &[u8]) -> rsa::BoxedUint {
     rsa::BoxedUint::from_be_slice_vartime(bytes)
 }
@@ -245,18 +258,19 @@ impl SoftKey {
         .map_err(|e| crypto(format!("p and q do not form an RSA key: {e}")))?;
         let matches = |given: &[u8], computed: Option<&rsa::BoxedUint>| {
             computed.is_some_and(|c| {
-                let c = Zeroizing::new(c.to_be_bytes_trimmed_vartime().to_vec());
+                let c = secret_be_bytes(c, true);
                 use subtle::ConstantTimeEq;
                 let given = trim_leading_zeros(given);
                 let c = trim_leading_zeros(&c);
                 given.len() == c.len() && bool::from(given.ct_eq(c))
             })
         };
-        let qinv = key.crt_coefficient();
-        if !matches(&parts.dp, key.dp())
-            || !matches(&parts.dq, key.dq())
-            || !matches(&parts.qinv, qinv.as_ref())
-        {
+        let mut qinv = key.crt_coefficient();
+        let consistent = matches(&parts.dp, key.dp())
+            && matches(&parts.dq, key.dq())
+            && matches(&parts.qinv, qinv.as_ref());
+        qinv.zeroize();
+        if !consistent {
             return Err(crypto(
                 "dP, dQ or qInv do not belong to p and q (with e = 65537)",
             ));
@@ -442,9 +456,11 @@ impl SoftKey {
                         reason: format!("{algorithm} block is not below the modulus"),
                     });
                 }
-                let m = rsa::hazmat::rsa_decrypt_and_check(k.as_ref(), Some(&mut os_rng()), &c)
+                let mut m = rsa::hazmat::rsa_decrypt_and_check(k.as_ref(), Some(&mut os_rng()), &c)
                     .map_err(|e| crypto(format!("RSA private operation failed: {e}")))?;
-                let bytes = Zeroizing::new(m.to_be_bytes().to_vec());
+                // A decrypted block is secret: no unzeroized copy stays.
+                let bytes = secret_be_bytes(&m, false);
+                m.zeroize();
                 fixed_len(&bytes, len).ok_or_else(|| crypto("RSA result longer than the key"))
             }
             SoftKey::Ed25519(k) => {
