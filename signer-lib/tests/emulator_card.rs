@@ -542,3 +542,104 @@ fn generate_into_f9_is_refused_but_import_replaces_it() {
         Err(Error::BadCommandData { .. })
     ));
 }
+
+#[test]
+fn new_key_types_refuse_what_they_cannot_do_at_the_card_level() {
+    use signer_lib::emulator::card::RsaComponents;
+    let mut card = card();
+    admin(&mut card);
+    for (slot, alg) in [
+        (SlotId::Authentication, Algorithm::Ed25519),
+        (SlotId::Signature, Algorithm::X25519),
+        (SlotId::KeyManagement, Algorithm::Rsa1024),
+    ] {
+        card.generate_key(slot, alg, PinPolicy::Never, TouchPolicy::Never)
+            .unwrap();
+    }
+    let refused = |r: signer_lib::Result<_>| match r {
+        Err(Error::UnsupportedAlgorithm { .. }) => {}
+        other => panic!("expected UnsupportedAlgorithm, got {other:?}"),
+    };
+    let bad_data = |r: signer_lib::Result<_>| match r {
+        Err(Error::BadCommandData { .. }) => {}
+        other => panic!("expected BadCommandData, got {other:?}"),
+    };
+    // X25519 cannot sign or decrypt; Ed25519 cannot agree keys or decrypt.
+    refused(card.sign(SlotId::Signature, b"m", &mut |_| {}).map(|_| ()));
+    refused(
+        card.decrypt(SlotId::Signature, &[1; 128], &mut |_| {})
+            .map(|_| ()),
+    );
+    refused(
+        card.key_agreement(SlotId::Authentication, &[9; 32], &mut |_| {})
+            .map(|_| ()),
+    );
+    refused(
+        card.decrypt(SlotId::Authentication, &[1; 128], &mut |_| {})
+            .map(|_| ()),
+    );
+    // RSA cannot agree keys; wrong lengths are bad data.
+    refused(
+        card.key_agreement(SlotId::KeyManagement, &[4; 65], &mut |_| {})
+            .map(|_| ()),
+    );
+    bad_data(
+        card.decrypt(SlotId::KeyManagement, &[1; 127], &mut |_| {})
+            .map(|_| ()),
+    );
+    bad_data(
+        card.sign(SlotId::KeyManagement, &[1; 129], &mut |_| {})
+            .map(|_| ()),
+    );
+    bad_data(
+        card.sign(SlotId::Authentication, b"", &mut |_| {})
+            .map(|_| ()),
+    );
+    bad_data(
+        card.key_agreement(SlotId::Signature, &[9; 33], &mut |_| {})
+            .map(|_| ()),
+    );
+    // An empty slot, f9.
+    assert!(matches!(
+        card.decrypt(SlotId::CardAuthentication, &[1; 128], &mut |_| {}),
+        Err(Error::KeyNotFound { .. })
+    ));
+    assert!(matches!(
+        card.key_agreement(SlotId::Attestation, &[9; 32], &mut |_| {}),
+        Err(Error::SlotNotAllowed { .. })
+    ));
+    // RSA keys do not come in through import_key; bogus parts are refused
+    // and nothing is stored.
+    bad_data(
+        card.import_key(
+            SlotId::CardAuthentication,
+            Algorithm::Rsa2048,
+            &[1; 32],
+            PinPolicy::Never,
+            TouchPolicy::Never,
+        )
+        .map(|_| ()),
+    );
+    let parts = RsaComponents {
+        p: vec![0xfb; 64],
+        q: vec![0xfd; 64],
+        dp: vec![1; 64],
+        dq: vec![1; 64],
+        qinv: vec![1; 64],
+    };
+    assert!(!format!("{parts:?}").contains("fb"));
+    bad_data(
+        card.import_rsa_key(
+            SlotId::CardAuthentication,
+            Algorithm::Rsa1024,
+            &parts,
+            PinPolicy::Never,
+            TouchPolicy::Never,
+        )
+        .map(|_| ()),
+    );
+    assert!(matches!(
+        card.key_metadata(SlotId::CardAuthentication),
+        Err(Error::KeyNotFound { .. })
+    ));
+}
