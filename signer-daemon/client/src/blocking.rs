@@ -36,9 +36,7 @@ enum Job {
     PublicKey(pb::KeyRef, Reply<pb::Key>),
     Sign {
         key: pb::KeyRef,
-        hash: pb::HashAlgorithm,
-        digest: Vec<u8>,
-        format: pb::SignatureFormat,
+        signing: crate::Signing,
         on_event: Box<dyn FnMut(SignEvent) + Send>,
         reply: Reply<pb::SignResponse>,
     },
@@ -148,11 +146,21 @@ impl BlockingClient {
         format: pb::SignatureFormat,
         on_event: impl FnMut(SignEvent) + Send + 'static,
     ) -> Result<pb::SignResponse, Error> {
+        let signing = crate::Signing::ecdsa(hash, crate::Payload::Digest(digest), format);
+        self.sign_with(key, signing, on_event)
+    }
+
+    /// [`Client::sign_with`] (any scheme, the `SignWithEvents` stream),
+    /// blocking like [`BlockingClient::sign_as`].
+    pub fn sign_with(
+        &self,
+        key: pb::KeyRef,
+        signing: crate::Signing,
+        on_event: impl FnMut(SignEvent) + Send + 'static,
+    ) -> Result<pb::SignResponse, Error> {
         self.call(|reply| Job::Sign {
             key,
-            hash,
-            digest,
-            format,
+            signing,
             on_event: Box::new(on_event),
             reply,
         })
@@ -230,13 +238,11 @@ async fn serve(path: PathBuf, timeout: Duration, mut jobs: mpsc::UnboundedReceiv
                 }
                 Job::Sign {
                     key,
-                    hash,
-                    digest,
-                    format,
+                    signing,
                     on_event,
                     reply,
                 } => {
-                    let result = client.sign_as(key, hash, digest, format, on_event).await;
+                    let result = client.sign_with(key, &signing, on_event).await;
                     let _ = reply.send(result.map_err(lost));
                 }
             }

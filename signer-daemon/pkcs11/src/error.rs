@@ -46,7 +46,9 @@ pub enum P11Error {
     #[error("object {0} is not a signing key of this token")]
     KeyHandleInvalid(CK_OBJECT_HANDLE),
     /// A mechanism the module does not implement.
-    #[error("mechanism {0:#x} is not supported (CKM_ECDSA, CKM_ECDSA_SHA256/384/512 are)")]
+    #[error(
+        "mechanism {0:#x} is not supported (CKM_ECDSA, CKM_ECDSA_SHA256/384/512 and CKM_EDDSA are)"
+    )]
     MechanismInvalid(CK_MECHANISM_TYPE),
     /// ECDSA mechanisms take no parameter.
     #[error("mechanism {0:#x} takes no parameter")]
@@ -62,6 +64,21 @@ pub enum P11Error {
         "CKM_ECDSA signs a 32-, 48- or 64-byte digest (SHA-256/384/512); got {0} bytes (refused before the daemon was asked)"
     )]
     DataLenRange(usize),
+    /// A `CKM_EDDSA` message longer than the token signs in one command.
+    #[error(
+        "CKM_EDDSA signs at most {max} bytes (the message goes to the token in one command); got {0} (refused before the daemon was asked)",
+        max = crate::mechanism::EDDSA_MAX_MESSAGE
+    )]
+    MessageTooLong(usize),
+    /// The mechanism does not fit the key (`CKM_EDDSA` with an ECDSA key, or
+    /// the other way round).
+    #[error("mechanism {mechanism:#x} does not sign with a {curve} key")]
+    KeyTypeInconsistent {
+        /// The mechanism.
+        mechanism: CK_MECHANISM_TYPE,
+        /// The key's curve.
+        curve: &'static str,
+    },
     /// The output buffer is too small (the needed length was returned).
     #[error("the buffer is too small: {needed} bytes needed")]
     BufferTooSmall {
@@ -126,6 +143,8 @@ impl P11Error {
             P11Error::OperationActive => CKR_OPERATION_ACTIVE,
             P11Error::OperationNotInitialized => CKR_OPERATION_NOT_INITIALIZED,
             P11Error::DataLenRange(_) => CKR_DATA_LEN_RANGE,
+            P11Error::MessageTooLong(_) => CKR_DATA_LEN_RANGE,
+            P11Error::KeyTypeInconsistent { .. } => CKR_KEY_TYPE_INCONSISTENT,
             P11Error::BufferTooSmall { .. } => CKR_BUFFER_TOO_SMALL,
             P11Error::UserTypeInvalid => CKR_USER_TYPE_INVALID,
             P11Error::UserAlreadyLoggedIn => CKR_USER_ALREADY_LOGGED_IN,

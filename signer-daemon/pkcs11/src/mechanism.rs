@@ -19,15 +19,23 @@ use crate::error::P11Error;
 use crate::objects::Curve;
 
 /// The mechanisms the module implements, in `C_GetMechanismList` order.
-pub const SUPPORTED: [CK_MECHANISM_TYPE; 4] = [
+pub const SUPPORTED: [CK_MECHANISM_TYPE; 5] = [
     CKM_ECDSA,
     CKM_ECDSA_SHA256,
     CKM_ECDSA_SHA384,
     CKM_ECDSA_SHA512,
+    CKM_EDDSA,
 ];
 
-/// `CK_MECHANISM_INFO` flags of every supported mechanism.
+/// `CK_MECHANISM_INFO` flags of the ECDSA mechanisms.
 pub const FLAGS: CK_FLAGS = CKF_SIGN | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
+
+/// `CK_MECHANISM_INFO` flags of `CKM_EDDSA`.
+pub const EDDSA_FLAGS: CK_FLAGS = CKF_SIGN | CKF_EC_NAMEDCURVE;
+
+/// The longest message `CKM_EDDSA` signs: the daemon's (one command to the
+/// token, `signer_lib::model::ED25519_MAX_MESSAGE`; a test keeps them equal).
+pub const EDDSA_MAX_MESSAGE: usize = 3000;
 
 /// A supported mechanism.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +48,10 @@ pub enum Mechanism {
     EcdsaSha384,
     /// `CKM_ECDSA_SHA512`.
     EcdsaSha512,
+    /// `CKM_EDDSA` (Ed25519, PureEdDSA): the input is the message, which
+    /// the token signs itself; no parameter (Ed25519ph and contexts are
+    /// not offered).
+    Eddsa,
 }
 
 impl Mechanism {
@@ -50,12 +62,19 @@ impl Mechanism {
             CKM_ECDSA_SHA256 => Mechanism::EcdsaSha256,
             CKM_ECDSA_SHA384 => Mechanism::EcdsaSha384,
             CKM_ECDSA_SHA512 => Mechanism::EcdsaSha512,
+            CKM_EDDSA => Mechanism::Eddsa,
             other => return Err(P11Error::MechanismInvalid(other)),
         };
         if parameter_len != 0 {
             return Err(P11Error::MechanismParamInvalid(ckm));
         }
         Ok(m)
+    }
+
+    /// Whether the mechanism signs with keys on `curve` (`CKM_EDDSA` with
+    /// Ed25519 keys, the ECDSA mechanisms with P-256/P-384 keys).
+    pub fn fits(self, curve: Curve) -> bool {
+        (self == Mechanism::Eddsa) == (curve == Curve::Ed25519)
     }
 }
 
@@ -75,6 +94,8 @@ enum Input {
     Sha256(sha2::Sha256),
     Sha384(sha2::Sha384),
     Sha512(sha2::Sha512),
+    /// `CKM_EDDSA`: the message, gathered (at most [`EDDSA_MAX_MESSAGE`]).
+    Message(Vec<u8>),
 }
 
 /// What a finishing call (`C_Sign`, `C_SignFinal`) produced.
@@ -111,6 +132,7 @@ impl SignOperation {
             Mechanism::EcdsaSha256 => Input::Sha256(sha2::Sha256::new()),
             Mechanism::EcdsaSha384 => Input::Sha384(sha2::Sha384::new()),
             Mechanism::EcdsaSha512 => Input::Sha512(sha2::Sha512::new()),
+            Mechanism::Eddsa => Input::Message(Vec::new()),
         };
         SignOperation {
             curve,
@@ -143,6 +165,12 @@ impl SignOperation {
             Input::Sha256(h) => h.update(data),
             Input::Sha384(h) => h.update(data),
             Input::Sha512(h) => h.update(data),
+            Input::Message(m) => {
+                if m.len() + data.len() > EDDSA_MAX_MESSAGE {
+                    return Err(P11Error::MessageTooLong(m.len() + data.len()));
+                }
+                m.extend_from_slice(data);
+            }
         }
         Ok(())
     }
@@ -154,6 +182,11 @@ impl SignOperation {
             Mechanism::EcdsaSha256 => (HashAlgorithm::Sha256, sha2::Sha256::digest(data).to_vec()),
             Mechanism::EcdsaSha384 => (HashAlgorithm::Sha384, sha2::Sha384::digest(data).to_vec()),
             Mechanism::EcdsaSha512 => (HashAlgorithm::Sha512, sha2::Sha512::digest(data).to_vec()),
+            // The message itself, named with Ed25519's own hash (the daemon's rule).
+            Mechanism::Eddsa if data.len() > EDDSA_MAX_MESSAGE => {
+                return Err(P11Error::MessageTooLong(data.len()));
+            }
+            Mechanism::Eddsa => (HashAlgorithm::Sha512, data.to_vec()),
         })
     }
 
@@ -166,6 +199,7 @@ impl SignOperation {
             Input::Sha256(h) => (HashAlgorithm::Sha256, h.clone().finalize().to_vec()),
             Input::Sha384(h) => (HashAlgorithm::Sha384, h.clone().finalize().to_vec()),
             Input::Sha512(h) => (HashAlgorithm::Sha512, h.clone().finalize().to_vec()),
+            Input::Message(m) => (HashAlgorithm::Sha512, m.clone()),
         })
     }
 

@@ -60,7 +60,17 @@ impl Daemon for BlockingClient {
         let key_ref = pb::KeyRef {
             key: Some(pb::key_ref::Key::KeyId(key.key_id.clone())),
         };
-        let r = self.sign_as(key_ref, hash, digest, pb::SignatureFormat::Raw, on_touch)?;
+        // Ed25519: `digest` is the message (CKM_EDDSA), which the token signs.
+        let signing = if key.curve == crate::objects::Curve::Ed25519 {
+            signer_client::Signing::ed25519(digest)
+        } else {
+            signer_client::Signing::ecdsa(
+                hash,
+                signer_client::Payload::Digest(digest),
+                pb::SignatureFormat::Raw,
+            )
+        };
+        let r = self.sign_with(key_ref, signing, on_touch)?;
         if r.key_id != key.key_id || r.format != pb::SignatureFormat::Raw as i32 {
             return Err(signer_client::Error::BadAnswer {
                 reason: format!(
@@ -389,8 +399,10 @@ impl Module {
         ckm: CK_MECHANISM_TYPE,
     ) -> Result<(CK_ULONG, CK_ULONG, CK_FLAGS), P11Error> {
         self.mechanisms(slot)?;
-        Mechanism::from_ckm(ckm, 0)?;
-        Ok((256, 384, crate::mechanism::FLAGS))
+        Ok(match Mechanism::from_ckm(ckm, 0)? {
+            Mechanism::Eddsa => (255, 255, crate::mechanism::EDDSA_FLAGS),
+            _ => (256, 384, crate::mechanism::FLAGS),
+        })
     }
 
     /// Ask the daemon for a slot's keys (on starting a search, and on
@@ -637,6 +649,16 @@ impl Module {
             .map_err(|_| P11Error::KeyHandleInvalid(key))?;
         if kind != Kind::PrivateKey {
             return Err(P11Error::KeyHandleInvalid(key));
+        }
+        if !mechanism.fits(entry.curve) {
+            return Err(P11Error::KeyTypeInconsistent {
+                mechanism: ckm,
+                curve: match entry.curve {
+                    crate::objects::Curve::P256 => "P-256",
+                    crate::objects::Curve::P384 => "P-384",
+                    crate::objects::Curve::Ed25519 => "Ed25519",
+                },
+            });
         }
         let op = SignOperation::new(mechanism, entry.curve);
         lock(&state).sign = Some(SignState { key: entry, op });
@@ -926,9 +948,10 @@ mod tests {
         );
     }
 
-    /// RSA, Ed25519 and X25519 keys the daemon lists have no objects: the
-    /// ECDSA keys next to them are found and sign as before, and a handle
-    /// made up for one of them is refused.
+    /// RSA and X25519 keys the daemon lists have no objects: the ECDSA keys
+    /// next to them are found and sign as before, and a handle made up for
+    /// one of them is refused. (An "Ed25519" key whose SPKI is not one has
+    /// none either.)
     #[test]
     fn keys_of_other_algorithms_have_no_objects_and_do_not_disturb_the_others() {
         let other = |slot: &str, alg: pb::Algorithm| pb::Key {
@@ -951,7 +974,8 @@ mod tests {
         let found = m.find(h, 100).unwrap();
         m.find_final(h).unwrap();
         assert_eq!(found.len(), 2, "9c's private and public key only");
-        // 9a is CKA_ID 1, 9d 3, 9e 4: no object, no key handle.
+        // 9a is CKA_ID 1, 9d 3 (a P-256 SPKI listed as Ed25519), 9e 4: no
+        // object, no key handle.
         for id in [1u8, 3, 4] {
             m.find_init(h, &[(CKA_ID, vec![id])]).unwrap();
             assert!(m.find(h, 10).unwrap().is_empty(), "CKA_ID {id}");
@@ -973,6 +997,96 @@ mod tests {
             Step::Signature(_)
         ));
         assert_eq!(fake.signs.load(Ordering::SeqCst), 1);
+    }
+
+    fn ed25519_key(serial: u32, slot: &str) -> pb::Key {
+        use ed25519_dalek::pkcs8::EncodePublicKey;
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]);
+        pb::Key {
+            algorithm: pb::Algorithm::Ed25519 as i32,
+            public_key_der: sk
+                .verifying_key()
+                .to_public_key_der()
+                .expect("spki")
+                .as_bytes()
+                .to_vec(),
+            ..key(serial, slot)
+        }
+    }
+
+    /// An Ed25519 key is a `CKK_EC_EDWARDS` key that signs with
+    /// `CKM_EDDSA` only (its 32-byte point, the id-Ed25519 OID), the ECDSA
+    /// mechanisms refuse it and `CKM_EDDSA` refuses an ECDSA key
+    /// (`CKR_KEY_TYPE_INCONSISTENT`), and a message over the limit is
+    /// refused before the daemon is asked.
+    #[test]
+    fn ed25519_keys_sign_with_ckm_eddsa_only() {
+        let (m, fake) = module(vec![token(7)], vec![key(7, "9c"), ed25519_key(7, "9d")]);
+        m.slot_list(true, true);
+        let h = m.open_session(0, CKF_SERIAL_SESSION).unwrap();
+        m.find_init(h, &[(CKA_KEY_TYPE, objects::ulong(CKK_EC_EDWARDS))])
+            .unwrap();
+        let found = m.find(h, 10).unwrap();
+        m.find_final(h).unwrap();
+        assert_eq!(found.len(), 2, "9d's private and public key");
+        let private = objects::handle(0, 3, Kind::PrivateKey);
+        let public = objects::handle(0, 3, Kind::PublicKey);
+        assert!(found.contains(&private) && found.contains(&public));
+        let attrs = m
+            .attributes(h, public, &[CKA_EC_PARAMS, CKA_EC_POINT])
+            .unwrap();
+        assert_eq!(attrs[0], Attr::Value(vec![0x06, 0x03, 0x2b, 0x65, 0x70]));
+        let Attr::Value(point) = &attrs[1] else {
+            panic!("no CKA_EC_POINT: {attrs:?}")
+        };
+        assert_eq!(point[..2], [0x04, 0x20], "DER OCTET STRING of 32 bytes");
+        assert_eq!(point.len(), 34);
+
+        for ckm in [CKM_ECDSA, CKM_ECDSA_SHA256] {
+            assert_eq!(
+                m.sign_init(h, ckm, 0, private).unwrap_err().rv(),
+                CKR_KEY_TYPE_INCONSISTENT
+            );
+        }
+        let p256 = objects::handle(0, 2, Kind::PrivateKey);
+        assert_eq!(
+            m.sign_init(h, CKM_EDDSA, 0, p256).unwrap_err().rv(),
+            CKR_KEY_TYPE_INCONSISTENT
+        );
+        assert_eq!(
+            m.sign_init(h, CKM_EDDSA, 8, private).unwrap_err().rv(),
+            CKR_MECHANISM_PARAM_INVALID
+        );
+        m.sign_init(h, CKM_EDDSA, 0, private).unwrap();
+        assert_eq!(m.sign(h, b"message", None).unwrap(), Step::Length(64));
+        assert!(matches!(
+            m.sign(h, b"message", Some(64)).unwrap(),
+            Step::Signature(s) if s.len() == 64
+        ));
+        // Multi-part: the parts are joined into the message.
+        m.sign_init(h, CKM_EDDSA, 0, private).unwrap();
+        m.sign_update(h, b"mess").unwrap();
+        m.sign_update(h, b"age").unwrap();
+        assert!(matches!(
+            m.sign_final(h, Some(64)).unwrap(),
+            Step::Signature(_)
+        ));
+        assert_eq!(fake.signs.load(Ordering::SeqCst), 2);
+        m.sign_init(h, CKM_EDDSA, 0, private).unwrap();
+        let long = vec![0u8; crate::mechanism::EDDSA_MAX_MESSAGE + 1];
+        assert_eq!(
+            m.sign(h, &long, Some(64)).unwrap_err().rv(),
+            CKR_DATA_LEN_RANGE
+        );
+        assert_eq!(fake.signs.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            m.mechanism_info(0, CKM_EDDSA).unwrap(),
+            (255, 255, crate::mechanism::EDDSA_FLAGS)
+        );
+        assert_eq!(
+            crate::mechanism::EDDSA_MAX_MESSAGE,
+            signer_lib::model::ED25519_MAX_MESSAGE
+        );
     }
 
     #[test]

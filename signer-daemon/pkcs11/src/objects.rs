@@ -48,18 +48,38 @@ fn slot_name(id: u8) -> String {
 /// The curves the module signs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Curve {
-    /// NIST P-256 (secp256r1).
+    /// NIST P-256 (secp256r1), ECDSA.
     P256,
-    /// NIST P-384 (secp384r1).
+    /// NIST P-384 (secp384r1), ECDSA.
     P384,
+    /// Ed25519 (`CKK_EC_EDWARDS`), `CKM_EDDSA` over the message.
+    Ed25519,
 }
 
 impl Curve {
-    /// The field length in bytes (r and s each).
+    /// The field length in bytes (r and s each; Ed25519: R and S, so the
+    /// signature is twice this for every curve).
     pub fn field_len(self) -> usize {
         match self {
-            Curve::P256 => 32,
+            Curve::P256 | Curve::Ed25519 => 32,
             Curve::P384 => 48,
+        }
+    }
+
+    /// `CKA_KEY_TYPE`.
+    pub fn key_type(self) -> CK_KEY_TYPE {
+        match self {
+            Curve::P256 | Curve::P384 => CKK_EC,
+            Curve::Ed25519 => CKK_EC_EDWARDS,
+        }
+    }
+
+    /// The length of the public point as `CKA_EC_POINT` carries it:
+    /// uncompressed `04 || x || y`, or Ed25519's 32 bytes.
+    pub fn point_len(self) -> usize {
+        match self {
+            Curve::Ed25519 => 32,
+            c => 1 + 2 * c.field_len(),
         }
     }
 
@@ -75,6 +95,8 @@ impl Curve {
             Curve::P256 => &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
             // 1.3.132.0.34
             Curve::P384 => &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22],
+            // 1.3.101.112 (id-Ed25519; PKCS#11 3.1 names the curve by its OID)
+            Curve::Ed25519 => &[0x06, 0x03, 0x2b, 0x65, 0x70],
         }
     }
 }
@@ -104,7 +126,7 @@ pub struct KeyEntry {
     pub token_serial: u32,
     /// The PIV slot, "9c".
     pub slot: String,
-    /// The uncompressed point, `04 || x || y`.
+    /// The uncompressed point, `04 || x || y` (Ed25519: its 32 bytes).
     pub point: Vec<u8>,
     /// SubjectPublicKeyInfo DER.
     pub spki: Vec<u8>,
@@ -133,14 +155,14 @@ pub enum SkipReason {
     /// A slot ykcs11 gives no `CKA_ID` (f9, the attestation key).
     #[error("slot {0} has no PKCS#11 id")]
     Slot(String),
-    /// RSA, Ed25519, X25519 (or a value this version does not know):
-    /// listed by the daemon, but this module offers ECDSA only
-    /// (`CKM_ECDSA*`), so such a key has no objects: `C_FindObjects` does
+    /// RSA, X25519 (or a value this version does not know): listed by
+    /// the daemon, but this module offers ECDSA and EdDSA only
+    /// (`CKM_ECDSA*`, `CKM_EDDSA`), so such a key has no objects: `C_FindObjects` does
     /// not return it, and no handle names it (`CKR_OBJECT_HANDLE_INVALID`,
     /// `CKR_KEY_HANDLE_INVALID`). Sign with it through signerctl or the
     /// gRPC API.
     #[error(
-        "algorithm {} is not supported by this PKCS#11 module (ECDSA P-256 and P-384 only; sign with it through signerctl or the daemon's gRPC API)",
+        "algorithm {} is not supported by this PKCS#11 module (ECDSA P-256/P-384 and Ed25519 only; sign with it through signerctl or the daemon's gRPC API)",
         algorithm_name(*.0)
     )]
     Algorithm(i32),
@@ -164,6 +186,7 @@ impl KeyEntry {
         let curve = match pb::Algorithm::try_from(key.algorithm) {
             Ok(pb::Algorithm::EccP256) => Curve::P256,
             Ok(pb::Algorithm::EccP384) => Curve::P384,
+            Ok(pb::Algorithm::Ed25519) => Curve::Ed25519,
             _ => return Err(SkipReason::Algorithm(key.algorithm)),
         };
         let spki = spki::SubjectPublicKeyInfoRef::from_der(&key.public_key_der)
@@ -173,9 +196,10 @@ impl KeyEntry {
             .as_bytes()
             .ok_or_else(|| SkipReason::PublicKey("unaligned BIT STRING".into()))?
             .to_vec();
-        if point.len() != 1 + 2 * curve.field_len() || point.first() != Some(&0x04) {
+        let uncompressed = curve == Curve::Ed25519 || point.first() == Some(&0x04);
+        if point.len() != curve.point_len() || !uncompressed {
             return Err(SkipReason::PublicKey(format!(
-                "not an uncompressed {curve:?} point ({} bytes)",
+                "not a {curve:?} public key ({} bytes)",
                 point.len()
             )));
         }
@@ -248,7 +272,7 @@ impl KeyEntry {
             Kind::PrivateKey | Kind::PublicKey => {
                 let private = kind == Kind::PrivateKey;
                 Attr::Value(match attr {
-                    CKA_KEY_TYPE => ulong(CKK_EC),
+                    CKA_KEY_TYPE => ulong(self.curve.key_type()),
                     CKA_EC_PARAMS => self.curve.ec_params().to_vec(),
                     CKA_EC_POINT => self.ec_point(),
                     CKA_PUBLIC_KEY_INFO => self.spki.clone(),
@@ -506,7 +530,6 @@ mod tests {
             pb::Algorithm::Rsa2048,
             pb::Algorithm::Rsa3072,
             pb::Algorithm::Rsa4096,
-            pb::Algorithm::Ed25519,
             pb::Algorithm::X25519,
         ] {
             k.algorithm = alg as i32;

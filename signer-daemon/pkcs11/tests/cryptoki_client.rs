@@ -9,7 +9,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Fixture, P256_9C, P384_9A, assert_child_ok, child, child_dir, verify_raw};
+use common::{
+    ED25519_9D, Fixture, P256_9C, P384_9A, assert_child_ok, child, child_dir, verify_raw,
+};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
@@ -592,4 +594,67 @@ fn daemon_side_pin_and_touch_failures_map_to_documented_codes() {
     let lines = f.sign_lines();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["code"], "ABORTED");
+}
+
+/// An Ed25519 key through cryptoki: a `CKK_EC_EDWARDS` key whose
+/// `CKA_EC_POINT` is the daemon's key, `CKM_EDDSA` signatures (single- and
+/// multi-part) that ed25519-dalek verifies over the message, and the ECDSA
+/// mechanisms refused for it.
+#[test]
+fn ed25519_signs_with_ckm_eddsa_and_ed25519_dalek_verifies() {
+    const NAME: &str = "ed25519_signs_with_ckm_eddsa_and_ed25519_dalek_verifies";
+    if child(NAME) {
+        use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+        use ed25519_dalek::pkcs8::DecodePublicKey;
+        let p = init();
+        let s = p.open_ro_session(only_slot(&p)).unwrap();
+        let found = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::KeyType(KeyType::EC_EDWARDS),
+            ])
+            .unwrap();
+        assert_eq!(found.len(), 1, "one Ed25519 private key");
+        let key = found[0];
+        let vk = ed25519_dalek::VerifyingKey::from_public_key_pem(&pem("9d")).unwrap();
+        let public = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::Id(vec![3]),
+            ])
+            .unwrap();
+        let attrs = s
+            .get_attributes(public[0], &[AttributeType::EcPoint])
+            .unwrap();
+        let Attribute::EcPoint(point) = &attrs[0] else {
+            panic!("no CKA_EC_POINT: {attrs:?}")
+        };
+        assert_eq!(&point[2..], vk.as_bytes(), "the daemon's key");
+        let eddsa = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+        let sig = s.sign(&eddsa, key, b"a TUF root").unwrap();
+        assert_eq!(sig.len(), 64);
+        let sig = ed25519_dalek::Signature::from_slice(&sig).unwrap();
+        vk.verify_strict(b"a TUF root", &sig).unwrap();
+        assert!(vk.verify_strict(b"a TUF rooT", &sig).is_err());
+        s.sign_init(&eddsa, key).unwrap();
+        s.sign_update(b"multi ").unwrap();
+        s.sign_update(b"part").unwrap();
+        let sig = ed25519_dalek::Signature::from_slice(&s.sign_final().unwrap()).unwrap();
+        vk.verify_strict(b"multi part", &sig).unwrap();
+        let e = s.sign(&Mechanism::Ecdsa, key, &[0u8; 32]).unwrap_err();
+        assert_eq!(rv(e), RvError::KeyTypeInconsistent);
+        return;
+    }
+    let f = Fixture::start(31_000_009, &[P256_9C, ED25519_9D], "");
+    write_pems(&f);
+    let out = f.run_child(NAME, &[], &[]);
+    assert_child_ok(&f, &out);
+    let lines = f.sign_lines();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["outcome"] == "ok" && l["scheme"] == "ed25519" && l["slot"] == "9d"),
+        "{lines:#?}"
+    );
 }

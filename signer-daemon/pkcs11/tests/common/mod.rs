@@ -56,6 +56,13 @@ pub const P256_9C: Gen = Gen {
     touch: "always",
 };
 
+pub const ED25519_9D: Gen = Gen {
+    slot: "9d",
+    alg: "ed25519",
+    pin: "once",
+    touch: "never",
+};
+
 pub const P384_9A: Gen = Gen {
     slot: "9a",
     alg: "p384",
