@@ -1041,6 +1041,24 @@ mod tests {
         };
         assert_eq!(point[..2], [0x04, 0x20], "DER OCTET STRING of 32 bytes");
         assert_eq!(point.len(), 34);
+        let allowed = |handle| match &m.attributes(h, handle, &[CKA_ALLOWED_MECHANISMS]).unwrap()[0]
+        {
+            Attr::Value(v) => v
+                .chunks(std::mem::size_of::<CK_MECHANISM_TYPE>())
+                .map(|c| CK_MECHANISM_TYPE::from_ne_bytes(c.try_into().unwrap()))
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(allowed(private), vec![CKM_EDDSA]);
+        assert_eq!(
+            allowed(objects::handle(0, 2, Kind::PrivateKey)),
+            vec![
+                CKM_ECDSA,
+                CKM_ECDSA_SHA256,
+                CKM_ECDSA_SHA384,
+                CKM_ECDSA_SHA512
+            ]
+        );
 
         for ckm in [CKM_ECDSA, CKM_ECDSA_SHA256] {
             assert_eq!(

@@ -297,6 +297,10 @@ impl KeyEntry {
                     CKA_KEY_GEN_MECHANISM => ulong(CK_UNAVAILABLE_INFORMATION),
                     CKA_ALLOWED_MECHANISMS if private => crate::mechanism::SUPPORTED
                         .iter()
+                        .filter(|m| {
+                            crate::mechanism::Mechanism::from_ckm(**m, 0)
+                                .is_ok_and(|m| m.fits(self.curve))
+                        })
                         .flat_map(|m| m.to_ne_bytes())
                         .collect(),
                     CKA_VALUE if private => return Sensitive,
