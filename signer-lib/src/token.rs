@@ -339,6 +339,46 @@ pub trait Token: Send {
         self.sign(&SignRequest::ecdsa(slot, hash, digest), &mut |_| {})
     }
 
+    /// RSA decryption, raw: the private-key operation over a modulus-length
+    /// `ciphertext`, returning the modulus-length block; the caller removes
+    /// the padding (PKCS#1 v1.5 or OAEP, e.g. with the `rsa` crate), as with
+    /// the device. The key's PIN and touch policies apply (`pin` is verified
+    /// immediately before, as for [`Token::sign`]). Not RSA:
+    /// [`crate::Error::NotSupported`]; a wrong length:
+    /// [`crate::Error::BadCommandData`]. Backends that do not offer it keep
+    /// this default ([`crate::Error::NotSupported`]).
+    fn decrypt_raw(
+        &mut self,
+        slot: SlotId,
+        ciphertext: &[u8],
+        pin: Option<&Pin>,
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let _ = (slot, ciphertext, pin, events);
+        Err(crate::Error::NotSupported {
+            what: "RSA decryption on this backend".into(),
+        })
+    }
+
+    /// ECDH with the key in `slot` (P-256, P-384, X25519) and a peer's
+    /// public key (the uncompressed SEC1 point, or X25519's 32 bytes):
+    /// the shared secret (the x-coordinate for P-256/P-384, 32 bytes for
+    /// X25519). PIN and touch policies apply as for [`Token::sign`]. Another
+    /// key type: [`crate::Error::NotSupported`]; a malformed peer key:
+    /// [`crate::Error::BadCommandData`].
+    fn key_agreement(
+        &mut self,
+        slot: SlotId,
+        peer_public: &[u8],
+        pin: Option<&Pin>,
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let _ = (slot, peer_public, pin, events);
+        Err(crate::Error::NotSupported {
+            what: "key agreement on this backend".into(),
+        })
+    }
+
     /// Attest a key generated on the token.
     fn attest(&mut self, slot: SlotId) -> Result<Attestation>;
 
@@ -407,6 +447,24 @@ impl<T: Token + ?Sized> Token for Box<T> {
     ) -> Result<Vec<u8>> {
         (**self).sign(request, events)
     }
+    fn decrypt_raw(
+        &mut self,
+        slot: SlotId,
+        ciphertext: &[u8],
+        pin: Option<&Pin>,
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        (**self).decrypt_raw(slot, ciphertext, pin, events)
+    }
+    fn key_agreement(
+        &mut self,
+        slot: SlotId,
+        peer_public: &[u8],
+        pin: Option<&Pin>,
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        (**self).key_agreement(slot, peer_public, pin, events)
+    }
     fn attest(&mut self, slot: SlotId) -> Result<Attestation> {
         (**self).attest(slot)
     }
@@ -455,4 +513,54 @@ impl<T: Token + ?Sized> Token for Box<T> {
     fn reset(&mut self) -> Result<()> {
         (**self).reset()
     }
+}
+
+/// Check a raw RSA decryption request against the key (before any card
+/// traffic): an RSA key, a modulus-length ciphertext.
+pub(crate) fn check_decrypt(slot: SlotId, algorithm: Algorithm, ciphertext: &[u8]) -> Result<()> {
+    let Some(bits) = algorithm.rsa_bits() else {
+        return Err(crate::Error::NotSupported {
+            what: format!("decryption with the {algorithm} key in slot {slot} (RSA keys only)"),
+        });
+    };
+    if ciphertext.len() != bits / 8 {
+        return Err(crate::Error::BadCommandData {
+            reason: format!(
+                "an {algorithm} ciphertext is {} bytes, got {}",
+                bits / 8,
+                ciphertext.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Check an ECDH request against the key (before any card traffic): a
+/// P-256/P-384/X25519 key and a peer key of the right length.
+pub(crate) fn check_key_agreement(
+    slot: SlotId,
+    algorithm: Algorithm,
+    peer_public: &[u8],
+) -> Result<()> {
+    let expected = match algorithm {
+        Algorithm::EccP256 => 65,
+        Algorithm::EccP384 => 97,
+        Algorithm::X25519 => 32,
+        _ => {
+            return Err(crate::Error::NotSupported {
+                what: format!(
+                    "key agreement with the {algorithm} key in slot {slot} (P-256, P-384 and X25519 only)"
+                ),
+            });
+        }
+    };
+    if peer_public.len() != expected {
+        return Err(crate::Error::BadCommandData {
+            reason: format!(
+                "a {algorithm} peer public key is {expected} bytes, got {}",
+                peer_public.len()
+            ),
+        });
+    }
+    Ok(())
 }

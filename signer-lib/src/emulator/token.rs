@@ -299,6 +299,36 @@ impl Token for EmulatedToken {
         self.run(|card| card.sign(slot, &input, events))
     }
 
+    fn decrypt_raw(
+        &mut self,
+        slot: SlotId,
+        ciphertext: &[u8],
+        pin: Option<&Pin>,
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let algorithm = self.card.key_metadata(slot)?.algorithm;
+        crate::token::check_decrypt(slot, algorithm, ciphertext)?;
+        if let Some(pin) = pin {
+            self.run(|card| card.verify_pin(pin))?;
+        }
+        self.run(|card| card.decrypt(slot, ciphertext, events))
+    }
+
+    fn key_agreement(
+        &mut self,
+        slot: SlotId,
+        peer_public: &[u8],
+        pin: Option<&Pin>,
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let algorithm = self.card.key_metadata(slot)?.algorithm;
+        crate::token::check_key_agreement(slot, algorithm, peer_public)?;
+        if let Some(pin) = pin {
+            self.run(|card| card.verify_pin(pin))?;
+        }
+        self.run(|card| card.key_agreement(slot, peer_public, events))
+    }
+
     fn attest(&mut self, slot: SlotId) -> Result<Attestation> {
         let slot_certificate = self.card.attest(slot)?;
         let device_certificate = self.card.certificate(SlotId::Attestation)?;

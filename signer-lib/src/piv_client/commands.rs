@@ -356,7 +356,8 @@ impl<'a> PivChannel<'a> {
 
     // ----- Keys ---------------------------------------------------------------------
 
-    /// GENERAL AUTHENTICATE with a slot key: sign a field-length `input`.
+    /// GENERAL AUTHENTICATE with a slot key: sign `input` (the bytes of
+    /// [`crate::piv::sign_input::card_input`]).
     /// Returns the raw response (the caller interprets 6982: PIN or touch).
     pub fn sign_raw(
         &mut self,
@@ -364,9 +365,22 @@ impl<'a> PivChannel<'a> {
         algorithm: Algorithm,
         input: &[u8],
     ) -> Result<ResponseApdu> {
-        let mut inner = Vec::with_capacity(input.len() + 6);
+        self.key_operation(slot, algorithm, tag::CHALLENGE, input)
+    }
+
+    /// GENERAL AUTHENTICATE with a slot key: `7C { 82 00, data_tag input }`
+    /// (tag 81: sign or RSA decrypt; tag 85: ECDH with a peer public key).
+    /// Returns the raw response (the caller interprets 6982: PIN or touch).
+    pub fn key_operation(
+        &mut self,
+        slot: SlotId,
+        algorithm: Algorithm,
+        data_tag: u32,
+        input: &[u8],
+    ) -> Result<ResponseApdu> {
+        let mut inner = Zeroizing::new(Vec::with_capacity(input.len() + 6));
         tlv::write(&mut inner, tag::RESPONSE, &[]).map_err(|e| protocol(e.to_string()))?;
-        tlv::write(&mut inner, tag::CHALLENGE, input).map_err(|e| protocol(e.to_string()))?;
+        tlv::write(&mut inner, data_tag, input).map_err(|e| protocol(e.to_string()))?;
         let mut data = Vec::with_capacity(inner.len() + 4);
         tlv::write(&mut data, tag::DYN_AUTH, &inner).map_err(|e| protocol(e.to_string()))?;
         let command = CommandApdu::new(

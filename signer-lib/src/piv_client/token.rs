@@ -366,6 +366,140 @@ impl HardwareToken {
         self.metadata(slot)
     }
 
+    /// One private-key operation with the key in `slot`: GENERAL
+    /// AUTHENTICATE with `input` under `data_tag` (81: sign, RSA decrypt;
+    /// 85: ECDH), applying the key's PIN and touch policies (VERIFY right
+    /// before it when `pin` is given, the touch event before the card
+    /// waits, 6982 told apart as PIN or touch). Returns the response's 82.
+    #[allow(clippy::too_many_arguments)]
+    fn use_key(
+        &mut self,
+        slot: SlotId,
+        meta: SlotMetadata,
+        pin: Option<&Pin>,
+        events: &mut dyn FnMut(TokenEvent),
+        data_tag: u32,
+        input: &[u8],
+        what: &'static str,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let pin_policy = meta.pin_policy.resolve(slot);
+        if pin_policy == PinPolicy::Always && pin.is_none() {
+            // The card needs VERIFY immediately before each signature; a
+            // verification from an earlier request must not be relied on
+            // (whether it still holds depends on what other programs sent).
+            return Err(Error::PinRequired { slot });
+        }
+        let touch_policy = meta.touch_policy.resolve(slot);
+        let needs_touch = match touch_policy {
+            TouchPolicy::Always => true,
+            TouchPolicy::Cached => !self.touch_cached(slot),
+            _ => false,
+        };
+        let touch_timeout = self.touch.timeout;
+        let algorithm = meta.algorithm;
+        let mut sent_at = None;
+        // Before asking for a touch the card will not wait for (it checks
+        // the PIN first), make sure the PIN is verified: one VERIFY-status
+        // APDU, only while that is unknown on this connection.
+        let check_pin_first =
+            needs_touch && pin.is_none() && pin_policy != PinPolicy::Never && !self.pin_verified;
+        let mut pin_seen_verified = false;
+        let outcome = self.run(|ch| {
+            if check_pin_first {
+                match ch.pin_state() {
+                    Ok(PinState::Verified) => pin_seen_verified = true,
+                    Ok(_) => return Ok(Err(Error::PinRequired { slot })),
+                    Err(Error::UnexpectedStatus { sw, .. }) if is_wrong_applet(sw) => {
+                        ch.select_piv()?;
+                        match ch.pin_state()? {
+                            PinState::Verified => pin_seen_verified = true,
+                            _ => return Ok(Err(Error::PinRequired { slot })),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(pin) = pin {
+                // The PIN goes only to the PIV applet: SELECT first, then
+                // VERIFY and GENERAL AUTHENTICATE with nothing in between.
+                ch.select_piv()?;
+                ch.verify_pin(pin)?;
+            }
+            if needs_touch {
+                events(TokenEvent::TouchRequired {
+                    slot,
+                    timeout: touch_timeout,
+                });
+            }
+            let started = Instant::now();
+            sent_at = Some(started);
+            let mut response = ch.key_operation(slot, algorithm, data_tag, input)?;
+            if pin.is_none() && is_wrong_applet(response.sw) {
+                // Another program selected another applet (no reset):
+                // select PIV again; the input is no secret.
+                tracing::info!("another applet was selected; selecting PIV again");
+                ch.select_piv()?;
+                response = ch.key_operation(slot, algorithm, data_tag, input)?;
+            }
+            match response.sw {
+                StatusWord::Success => Ok(Ok(zeroize::Zeroizing::new(signature_from(&response)?))),
+                StatusWord::SecurityStatusNotSatisfied => {
+                    // PIN not verified, or no touch in time: tell them apart.
+                    let denied = if !needs_touch && touch_policy != TouchPolicy::Cached {
+                        Denied::Pin
+                    } else if pin.is_some() || pin_policy == PinPolicy::Never {
+                        Denied::Touch
+                    } else {
+                        match ch.pin_state()? {
+                            PinState::Verified => Denied::Touch,
+                            _ => Denied::Pin,
+                        }
+                    };
+                    Ok(Err(match denied {
+                        Denied::Pin => Error::PinRequired { slot },
+                        Denied::Touch => Error::TouchTimeout {
+                            waited: started.elapsed(),
+                        },
+                    }))
+                }
+                StatusWord::ReferenceNotFound => Ok(Err(Error::KeyNotFound { slot })),
+                StatusWord::IncorrectData => Ok(Err(Error::Protocol {
+                    reason: format!(
+                        "the card refused the {what} input for slot {slot} (6A80): the key \
+                         may have been replaced by another program; retry"
+                    ),
+                })),
+                sw => Ok(Err(Error::UnexpectedStatus {
+                    command: "GENERAL AUTHENTICATE (key operation)",
+                    sw,
+                })),
+            }
+        });
+        if pin_seen_verified {
+            self.pin_verified = true;
+        }
+        if matches!(outcome, Ok(Err(Error::PinRequired { .. }))) {
+            self.pin_verified = false;
+        }
+        match outcome {
+            Ok(Ok(signature)) => {
+                if touch_policy == TouchPolicy::Cached && needs_touch {
+                    if let Some(t) = sent_at {
+                        self.touched.insert(slot, t);
+                    }
+                }
+                Ok(signature)
+            }
+            Ok(Err(e)) => {
+                if matches!(e, Error::Protocol { .. } | Error::KeyNotFound { .. }) {
+                    self.keys.remove(&slot);
+                }
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether a `cached` touch made from this connection certainly still
     /// holds (measured from when the signature that got it was sent, which
     /// is before the touch).
@@ -418,12 +552,11 @@ fn signature_from(response: &ResponseApdu) -> Result<Vec<u8>> {
 
 /// The signature in a GENERAL AUTHENTICATE response; an RSA signature is
 /// returned modulus-length (left-padded if the card dropped leading zeros).
-fn signature_of(algorithm: Algorithm, response: &ResponseApdu) -> Result<Vec<u8>> {
-    let sig = signature_from(response)?;
+fn signature_of(algorithm: Algorithm, sig: &[u8]) -> Result<Vec<u8>> {
     match algorithm.rsa_bits().map(|b| b / 8) {
         Some(k) if sig.len() < k => {
             let mut out = vec![0u8; k - sig.len()];
-            out.extend_from_slice(&sig);
+            out.extend_from_slice(sig);
             Ok(out)
         }
         Some(k) if sig.len() > k => Err(Error::Protocol {
@@ -432,7 +565,7 @@ fn signature_of(algorithm: Algorithm, response: &ResponseApdu) -> Result<Vec<u8>
                 sig.len()
             ),
         }),
-        _ => Ok(sig),
+        _ => Ok(sig.to_vec()),
     }
 }
 
@@ -508,123 +641,71 @@ impl Token for HardwareToken {
             request.scheme,
             &request.input,
         )?;
-        let pin_policy = meta.pin_policy.resolve(slot);
-        if pin_policy == PinPolicy::Always && request.pin.is_none() {
-            // The card needs VERIFY immediately before each signature; a
-            // verification from an earlier request must not be relied on
-            // (whether it still holds depends on what other programs sent).
-            return Err(Error::PinRequired { slot });
-        }
-        let touch_policy = meta.touch_policy.resolve(slot);
-        let needs_touch = match touch_policy {
-            TouchPolicy::Always => true,
-            TouchPolicy::Cached => !self.touch_cached(slot),
-            _ => false,
-        };
-        let touch_timeout = self.touch.timeout;
         let algorithm = meta.algorithm;
-        let pin = request.pin;
-        let mut sent_at = None;
-        // Before asking for a touch the card will not wait for (it checks
-        // the PIN first), make sure the PIN is verified: one VERIFY-status
-        // APDU, only while that is unknown on this connection.
-        let check_pin_first =
-            needs_touch && pin.is_none() && pin_policy != PinPolicy::Never && !self.pin_verified;
-        let mut pin_seen_verified = false;
-        let outcome = self.run(|ch| {
-            if check_pin_first {
-                match ch.pin_state() {
-                    Ok(PinState::Verified) => pin_seen_verified = true,
-                    Ok(_) => return Ok(Err(Error::PinRequired { slot })),
-                    Err(Error::UnexpectedStatus { sw, .. }) if is_wrong_applet(sw) => {
-                        ch.select_piv()?;
-                        match ch.pin_state()? {
-                            PinState::Verified => pin_seen_verified = true,
-                            _ => return Ok(Err(Error::PinRequired { slot })),
-                        }
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if let Some(pin) = pin {
-                // The PIN goes only to the PIV applet: SELECT first, then
-                // VERIFY and GENERAL AUTHENTICATE with nothing in between.
-                ch.select_piv()?;
-                ch.verify_pin(pin)?;
-            }
-            if needs_touch {
-                events(TokenEvent::TouchRequired {
-                    slot,
-                    timeout: touch_timeout,
-                });
-            }
-            let started = Instant::now();
-            sent_at = Some(started);
-            let mut response = ch.sign_raw(slot, algorithm, &input)?;
-            if pin.is_none() && is_wrong_applet(response.sw) {
-                // Another program selected another applet (no reset):
-                // select PIV again; the digest is no secret.
-                tracing::info!("another applet was selected; selecting PIV again");
-                ch.select_piv()?;
-                response = ch.sign_raw(slot, algorithm, &input)?;
-            }
-            match response.sw {
-                StatusWord::Success => Ok(Ok(signature_of(algorithm, &response)?)),
-                StatusWord::SecurityStatusNotSatisfied => {
-                    // PIN not verified, or no touch in time: tell them apart.
-                    let denied = if !needs_touch && touch_policy != TouchPolicy::Cached {
-                        Denied::Pin
-                    } else if pin.is_some() || pin_policy == PinPolicy::Never {
-                        Denied::Touch
-                    } else {
-                        match ch.pin_state()? {
-                            PinState::Verified => Denied::Touch,
-                            _ => Denied::Pin,
-                        }
-                    };
-                    Ok(Err(match denied {
-                        Denied::Pin => Error::PinRequired { slot },
-                        Denied::Touch => Error::TouchTimeout {
-                            waited: started.elapsed(),
-                        },
-                    }))
-                }
-                StatusWord::ReferenceNotFound => Ok(Err(Error::KeyNotFound { slot })),
-                StatusWord::IncorrectData => Ok(Err(Error::Protocol {
-                    reason: format!(
-                        "the card refused the signature input for slot {slot} (6A80): the key \
-                         may have been replaced by another program; retry"
-                    ),
-                })),
-                sw => Ok(Err(Error::UnexpectedStatus {
-                    command: "GENERAL AUTHENTICATE (sign)",
-                    sw,
-                })),
-            }
-        });
-        if pin_seen_verified {
-            self.pin_verified = true;
+        let signature = self.use_key(
+            slot,
+            meta,
+            request.pin,
+            events,
+            tag::CHALLENGE,
+            &input,
+            "signature",
+        )?;
+        signature_of(algorithm, &signature)
+    }
+
+    fn decrypt_raw(
+        &mut self,
+        slot: SlotId,
+        ciphertext: &[u8],
+        pin: Option<&Pin>,
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        check_admin_slot(slot, "decrypt")?;
+        let meta = self.metadata(slot)?;
+        crate::token::check_decrypt(slot, meta.algorithm, ciphertext)?;
+        let k = ciphertext.len();
+        let out = self.use_key(
+            slot,
+            meta,
+            pin,
+            events,
+            tag::CHALLENGE,
+            ciphertext,
+            "decryption",
+        )?;
+        if out.len() > k {
+            return Err(Error::Protocol {
+                reason: format!(
+                    "the card returned a {}-byte RSA block (at most {k})",
+                    out.len()
+                ),
+            });
         }
-        if matches!(outcome, Ok(Err(Error::PinRequired { .. }))) {
-            self.pin_verified = false;
-        }
-        match outcome {
-            Ok(Ok(signature)) => {
-                if touch_policy == TouchPolicy::Cached && needs_touch {
-                    if let Some(t) = sent_at {
-                        self.touched.insert(slot, t);
-                    }
-                }
-                Ok(signature)
-            }
-            Ok(Err(e)) => {
-                if matches!(e, Error::Protocol { .. } | Error::KeyNotFound { .. }) {
-                    self.keys.remove(&slot);
-                }
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
+        let mut block = zeroize::Zeroizing::new(vec![0u8; k - out.len()]);
+        block.extend_from_slice(&out);
+        Ok(block)
+    }
+
+    fn key_agreement(
+        &mut self,
+        slot: SlotId,
+        peer_public: &[u8],
+        pin: Option<&Pin>,
+        events: &mut dyn FnMut(TokenEvent),
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        check_admin_slot(slot, "agree a key")?;
+        let meta = self.metadata(slot)?;
+        crate::token::check_key_agreement(slot, meta.algorithm, peer_public)?;
+        self.use_key(
+            slot,
+            meta,
+            pin,
+            events,
+            tag::EXPONENTIATION,
+            peer_public,
+            "key agreement",
+        )
     }
 
     fn attest(&mut self, slot: SlotId) -> Result<Attestation> {

@@ -75,6 +75,7 @@ macro_rules! __token_suite_cases {
             sign_scheme_misuse_is_refused_before_the_pin,
             signing_layers_serve_rsa_and_ed25519,
             self_signed_certificates_for_rsa_and_ed25519,
+            rsa_decrypt_and_key_agreement,
         }
     };
 }

@@ -2061,3 +2061,140 @@ pub fn self_signed_certificates_for_rsa_and_ed25519<F: TokenFixture>(f: &mut F) 
         );
     }
 }
+
+/// RSA decryption (raw: the host unpads) and ECDH (P-256, P-384, X25519)
+/// through the Token trait: the plaintext of an `rsa`-crate PKCS#1 v1.5
+/// ciphertext comes back, the shared secrets equal RustCrypto's own
+/// (`p256`/`p384` ECDH, `x25519-dalek`); PIN policy `always` is met with
+/// the request's PIN; wrong key types and lengths are refused before any
+/// card traffic.
+pub fn rsa_decrypt_and_key_agreement<F: TokenFixture>(f: &mut F) {
+    use spki::DecodePublicKey;
+    let mut token = fresh(f);
+    let rsa = generate(
+        f,
+        &mut token,
+        SlotId::KeyManagement,
+        Algorithm::Rsa2048,
+        PinPolicy::Always,
+        TouchPolicy::Never,
+    );
+    let public = ok(rsa.public_key.rsa_key(), "RSA key");
+    let secret = b"wrapped data key";
+    let ciphertext = public
+        .encrypt(
+            &mut rand_core::UnwrapErr(getrandom::SysRng),
+            rsa::Pkcs1v15Encrypt,
+            secret,
+        )
+        .unwrap_or_else(|e| panic!("encrypt: {e}"));
+    assert_err!(
+        token.decrypt_raw(rsa.slot, &ciphertext, None, &mut |_| {}),
+        Error::PinRequired { .. },
+        "decrypt without the PIN (policy always)"
+    );
+    let block = ok(
+        token.decrypt_raw(rsa.slot, &ciphertext, Some(&default_pin()), &mut |_| {}),
+        "decrypt",
+    );
+    assert_eq!(block.len(), 256);
+    assert_eq!(&block[..2], &[0x00, 0x02], "PKCS#1 v1.5 encryption block");
+    assert!(block.ends_with(secret), "the plaintext comes back");
+    assert_err!(
+        token.decrypt_raw(
+            rsa.slot,
+            &ciphertext[1..],
+            Some(&default_pin()),
+            &mut |_| {}
+        ),
+        Error::BadCommandData { .. },
+        "a short ciphertext"
+    );
+
+    for (slot, algorithm) in [
+        (SlotId::Authentication, Algorithm::EccP256),
+        (SlotId::Retired(0x85), Algorithm::EccP384),
+    ] {
+        let key = generate(
+            f,
+            &mut token,
+            slot,
+            algorithm,
+            PinPolicy::Never,
+            TouchPolicy::Never,
+        );
+        let (peer_point, expected) = if algorithm == Algorithm::EccP256 {
+            let peer = p256::ecdsa::SigningKey::from_slice(&[0x31u8; 32])
+                .unwrap_or_else(|e| panic!("peer key: {e}"));
+            let card = p256::PublicKey::from_public_key_der(&key.public_key.spki_der)
+                .unwrap_or_else(|e| panic!("card key: {e}"));
+            let shared = p256::ecdh::diffie_hellman(peer.as_nonzero_scalar(), card.as_affine());
+            (
+                peer.verifying_key()
+                    .to_sec1_point(false)
+                    .as_bytes()
+                    .to_vec(),
+                shared.raw_secret_bytes().to_vec(),
+            )
+        } else {
+            let peer = p384::ecdsa::SigningKey::from_slice(&[0x32u8; 48])
+                .unwrap_or_else(|e| panic!("peer key: {e}"));
+            let card = p384::PublicKey::from_public_key_der(&key.public_key.spki_der)
+                .unwrap_or_else(|e| panic!("card key: {e}"));
+            let shared = p384::ecdh::diffie_hellman(peer.as_nonzero_scalar(), card.as_affine());
+            (
+                peer.verifying_key()
+                    .to_sec1_point(false)
+                    .as_bytes()
+                    .to_vec(),
+                shared.raw_secret_bytes().to_vec(),
+            )
+        };
+        let shared = ok(
+            token.key_agreement(slot, &peer_point, None, &mut |_| {}),
+            &format!("{algorithm} ECDH"),
+        );
+        assert_eq!(&shared[..], &expected[..], "{algorithm} shared secret");
+        assert_err!(
+            token.key_agreement(slot, &peer_point[1..], None, &mut |_| {}),
+            Error::BadCommandData { .. },
+            format!("{algorithm}: a malformed peer key")
+        );
+        assert_err!(
+            token.decrypt_raw(slot, &[0u8; 256], None, &mut |_| {}),
+            Error::NotSupported { .. },
+            format!("decrypt with {algorithm}")
+        );
+    }
+    assert_err!(
+        token.key_agreement(rsa.slot, &[4u8; 65], Some(&default_pin()), &mut |_| {}),
+        Error::NotSupported { .. },
+        "ECDH with an RSA key"
+    );
+    if firmware_has(&mut token, Algorithm::X25519) {
+        let key = generate(
+            f,
+            &mut token,
+            SlotId::Retired(0x86),
+            Algorithm::X25519,
+            PinPolicy::Never,
+            TouchPolicy::Never,
+        );
+        let peer = x25519_dalek::StaticSecret::from([0x33u8; 32]);
+        let card = x25519_dalek::PublicKey::from(ok(key.public_key.curve25519_bytes(), "X25519"));
+        let shared = ok(
+            token.key_agreement(
+                key.slot,
+                x25519_dalek::PublicKey::from(&peer).as_bytes(),
+                None,
+                &mut |_| {},
+            ),
+            "X25519",
+        );
+        assert_eq!(
+            &shared[..],
+            peer.diffie_hellman(&card).as_bytes(),
+            "X25519 shared secret"
+        );
+    }
+}
