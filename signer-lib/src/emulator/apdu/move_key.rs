@@ -13,8 +13,9 @@ const DELETE: u8 = 0xff;
 
 /// Execute one MOVE KEY or DELETE KEY.
 pub(super) fn execute(card: &mut Card, apdu: &CommandApdu) -> ResponseApdu {
+    // (A refusal here still counts as a command: the front end counts every
+    // APDU no card method handled.)
     let Ok(from) = SlotId::from_key_reference(apdu.p2) else {
-        card.note_command();
         return ResponseApdu::status(StatusWord::IncorrectP1P2);
     };
     let to = if apdu.p1 == DELETE {
@@ -22,14 +23,10 @@ pub(super) fn execute(card: &mut Card, apdu: &CommandApdu) -> ResponseApdu {
     } else {
         match SlotId::from_key_reference(apdu.p1) {
             Ok(slot) => Some(slot),
-            Err(_) => {
-                card.note_command();
-                return ResponseApdu::status(StatusWord::IncorrectP1P2);
-            }
+            Err(_) => return ResponseApdu::status(StatusWord::IncorrectP1P2),
         }
     };
     if !apdu.data.is_empty() {
-        card.note_command();
         tracing::debug!("MOVE KEY takes no data");
         return ResponseApdu::status(StatusWord::IncorrectData);
     }
