@@ -47,7 +47,7 @@ pub enum P11Error {
     KeyHandleInvalid(CK_OBJECT_HANDLE),
     /// A mechanism the module does not implement.
     #[error(
-        "mechanism {0:#x} is not supported (CKM_ECDSA, CKM_ECDSA_SHA256/384/512 and CKM_EDDSA are)"
+        "mechanism {0:#x} is not supported (CKM_ECDSA, CKM_ECDSA_SHA256/384/512, CKM_EDDSA, CKM_RSA_PKCS and CKM_SHA256/384/512_RSA_PKCS are)"
     )]
     MechanismInvalid(CK_MECHANISM_TYPE),
     /// ECDSA mechanisms take no parameter.
@@ -64,6 +64,11 @@ pub enum P11Error {
         "CKM_ECDSA signs a 32-, 48- or 64-byte digest (SHA-256/384/512); got {0} bytes (refused before the daemon was asked)"
     )]
     DataLenRange(usize),
+    /// A `CKM_RSA_PKCS` input that is not a SHA-256/384/512 `DigestInfo`.
+    #[error(
+        "CKM_RSA_PKCS signs a DER DigestInfo of a SHA-256, SHA-384 or SHA-512 digest (the daemon pads); got {0} bytes that are not one (use CKM_SHA256_RSA_PKCS to have the module hash)"
+    )]
+    NotDigestInfo(usize),
     /// A `CKM_EDDSA` message longer than the token signs in one command.
     #[error(
         "CKM_EDDSA signs at most {max} bytes (the message goes to the token in one command); got {0} (refused before the daemon was asked)",
@@ -144,6 +149,7 @@ impl P11Error {
             P11Error::OperationNotInitialized => CKR_OPERATION_NOT_INITIALIZED,
             P11Error::DataLenRange(_) => CKR_DATA_LEN_RANGE,
             P11Error::MessageTooLong(_) => CKR_DATA_LEN_RANGE,
+            P11Error::NotDigestInfo(_) => CKR_DATA_INVALID,
             P11Error::KeyTypeInconsistent { .. } => CKR_KEY_TYPE_INCONSISTENT,
             P11Error::BufferTooSmall { .. } => CKR_BUFFER_TOO_SMALL,
             P11Error::UserTypeInvalid => CKR_USER_TYPE_INVALID,

@@ -19,13 +19,68 @@ use crate::error::P11Error;
 use crate::objects::Curve;
 
 /// The mechanisms the module implements, in `C_GetMechanismList` order.
-pub const SUPPORTED: [CK_MECHANISM_TYPE; 5] = [
+pub const SUPPORTED: [CK_MECHANISM_TYPE; 9] = [
     CKM_ECDSA,
     CKM_ECDSA_SHA256,
     CKM_ECDSA_SHA384,
     CKM_ECDSA_SHA512,
     CKM_EDDSA,
+    CKM_RSA_PKCS,
+    CKM_SHA256_RSA_PKCS,
+    CKM_SHA384_RSA_PKCS,
+    CKM_SHA512_RSA_PKCS,
 ];
+
+/// `CK_MECHANISM_INFO` flags of the RSA mechanisms.
+pub const RSA_FLAGS: CK_FLAGS = CKF_SIGN;
+
+/// The DER `DigestInfo` prefixes `CKM_RSA_PKCS` accepts (RFC 8017 9.2 note 1):
+/// the input must be one of these followed by the digest.
+const DIGEST_INFO: [(HashAlgorithm, &[u8]); 3] = [
+    (
+        HashAlgorithm::Sha256,
+        &[
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ],
+    ),
+    (
+        HashAlgorithm::Sha384,
+        &[
+            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x02, 0x05, 0x00, 0x04, 0x30,
+        ],
+    ),
+    (
+        HashAlgorithm::Sha512,
+        &[
+            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x03, 0x05, 0x00, 0x04, 0x40,
+        ],
+    ),
+];
+
+/// The (hash, digest) of a `CKM_RSA_PKCS` input: a SHA-256/384/512
+/// `DigestInfo`. The daemon pads (EMSA-PKCS1-v1_5) from the hash and the
+/// digest, so other inputs (raw data, other hashes) are refused.
+fn digest_info(data: &[u8]) -> Result<(HashAlgorithm, Vec<u8>), P11Error> {
+    DIGEST_INFO
+        .iter()
+        .find(|(h, prefix)| {
+            data.len() == prefix.len() + crate::mechanism::digest_len(*h)
+                && data.starts_with(prefix)
+        })
+        .map(|(h, prefix)| (*h, data[prefix.len()..].to_vec()))
+        .ok_or(P11Error::NotDigestInfo(data.len()))
+}
+
+fn digest_len(h: HashAlgorithm) -> usize {
+    match h {
+        HashAlgorithm::Sha384 => 48,
+        HashAlgorithm::Sha512 => 64,
+        _ => 32,
+    }
+}
 
 /// `CK_MECHANISM_INFO` flags of the ECDSA mechanisms.
 pub const FLAGS: CK_FLAGS = CKF_SIGN | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
@@ -52,6 +107,14 @@ pub enum Mechanism {
     /// the token signs itself; no parameter (Ed25519ph and contexts are
     /// not offered).
     Eddsa,
+    /// `CKM_RSA_PKCS`: the input is a SHA-256/384/512 `DigestInfo`.
+    RsaPkcs,
+    /// `CKM_SHA256_RSA_PKCS`: the module hashes with SHA-256.
+    RsaPkcsSha256,
+    /// `CKM_SHA384_RSA_PKCS`.
+    RsaPkcsSha384,
+    /// `CKM_SHA512_RSA_PKCS`.
+    RsaPkcsSha512,
 }
 
 impl Mechanism {
@@ -63,6 +126,10 @@ impl Mechanism {
             CKM_ECDSA_SHA384 => Mechanism::EcdsaSha384,
             CKM_ECDSA_SHA512 => Mechanism::EcdsaSha512,
             CKM_EDDSA => Mechanism::Eddsa,
+            CKM_RSA_PKCS => Mechanism::RsaPkcs,
+            CKM_SHA256_RSA_PKCS => Mechanism::RsaPkcsSha256,
+            CKM_SHA384_RSA_PKCS => Mechanism::RsaPkcsSha384,
+            CKM_SHA512_RSA_PKCS => Mechanism::RsaPkcsSha512,
             other => return Err(P11Error::MechanismInvalid(other)),
         };
         if parameter_len != 0 {
@@ -74,7 +141,14 @@ impl Mechanism {
     /// Whether the mechanism signs with keys on `curve` (`CKM_EDDSA` with
     /// Ed25519 keys, the ECDSA mechanisms with P-256/P-384 keys).
     pub fn fits(self, curve: Curve) -> bool {
-        (self == Mechanism::Eddsa) == (curve == Curve::Ed25519)
+        match self {
+            Mechanism::Eddsa => curve == Curve::Ed25519,
+            Mechanism::RsaPkcs
+            | Mechanism::RsaPkcsSha256
+            | Mechanism::RsaPkcsSha384
+            | Mechanism::RsaPkcsSha512 => matches!(curve, Curve::Rsa(_)),
+            _ => matches!(curve, Curve::P256 | Curve::P384),
+        }
     }
 }
 
@@ -132,7 +206,10 @@ impl SignOperation {
             Mechanism::EcdsaSha256 => Input::Sha256(sha2::Sha256::new()),
             Mechanism::EcdsaSha384 => Input::Sha384(sha2::Sha384::new()),
             Mechanism::EcdsaSha512 => Input::Sha512(sha2::Sha512::new()),
-            Mechanism::Eddsa => Input::Message(Vec::new()),
+            Mechanism::Eddsa | Mechanism::RsaPkcs => Input::Message(Vec::new()),
+            Mechanism::RsaPkcsSha256 => Input::Sha256(sha2::Sha256::new()),
+            Mechanism::RsaPkcsSha384 => Input::Sha384(sha2::Sha384::new()),
+            Mechanism::RsaPkcsSha512 => Input::Sha512(sha2::Sha512::new()),
         };
         SignOperation {
             curve,
@@ -146,7 +223,7 @@ impl SignOperation {
 
     /// The signature length, known from the key for ECDSA.
     pub fn signature_len(&self) -> Option<usize> {
-        self.len_known.then(|| 2 * self.curve.field_len())
+        self.len_known.then(|| self.curve.signature_len())
     }
 
     /// `C_SignUpdate`.
@@ -187,6 +264,16 @@ impl SignOperation {
                 return Err(P11Error::MessageTooLong(data.len()));
             }
             Mechanism::Eddsa => (HashAlgorithm::Sha512, data.to_vec()),
+            Mechanism::RsaPkcs => digest_info(data)?,
+            Mechanism::RsaPkcsSha256 => {
+                (HashAlgorithm::Sha256, sha2::Sha256::digest(data).to_vec())
+            }
+            Mechanism::RsaPkcsSha384 => {
+                (HashAlgorithm::Sha384, sha2::Sha384::digest(data).to_vec())
+            }
+            Mechanism::RsaPkcsSha512 => {
+                (HashAlgorithm::Sha512, sha2::Sha512::digest(data).to_vec())
+            }
         })
     }
 
@@ -199,6 +286,7 @@ impl SignOperation {
             Input::Sha256(h) => (HashAlgorithm::Sha256, h.clone().finalize().to_vec()),
             Input::Sha384(h) => (HashAlgorithm::Sha384, h.clone().finalize().to_vec()),
             Input::Sha512(h) => (HashAlgorithm::Sha512, h.clone().finalize().to_vec()),
+            Input::Message(m) if self.mechanism == Mechanism::RsaPkcs => digest_info(m)?,
             Input::Message(m) => (HashAlgorithm::Sha512, m.clone()),
         })
     }
@@ -246,7 +334,7 @@ impl SignOperation {
                 }
             }
             let signature = sign(hash, digest)?;
-            let want = 2 * self.curve.field_len();
+            let want = self.curve.signature_len();
             if signature.len() != want {
                 return Err(P11Error::Daemon(signer_client::Error::BadAnswer {
                     reason: format!(
@@ -408,7 +496,12 @@ mod tests {
             CKR_MECHANISM_PARAM_INVALID
         );
         assert_eq!(
-            Mechanism::from_ckm(CKM_RSA_PKCS, 0).unwrap_err().rv(),
+            Mechanism::from_ckm(CKM_RSA_PKCS, 0).unwrap(),
+            Mechanism::RsaPkcs
+        );
+        // PSS (it would need CK_RSA_PKCS_PSS_PARAMS) and SHA-1 are not offered.
+        assert_eq!(
+            Mechanism::from_ckm(CKM_SHA256_RSA_PKCS_PSS, 0).unwrap_err().rv(),
             CKR_MECHANISM_INVALID
         );
         assert_eq!(

@@ -61,14 +61,18 @@ impl Daemon for BlockingClient {
             key: Some(pb::key_ref::Key::KeyId(key.key_id.clone())),
         };
         // Ed25519: `digest` is the message (CKM_EDDSA), which the token signs.
-        let signing = if key.curve == crate::objects::Curve::Ed25519 {
-            signer_client::Signing::ed25519(digest)
-        } else {
-            signer_client::Signing::ecdsa(
+        let signing = match key.curve {
+            crate::objects::Curve::Ed25519 => signer_client::Signing::ed25519(digest),
+            crate::objects::Curve::Rsa(_) => signer_client::Signing::rsa(
+                hash,
+                signer_client::Payload::Digest(digest),
+                pb::RsaPadding::Pkcs1v15,
+            ),
+            _ => signer_client::Signing::ecdsa(
                 hash,
                 signer_client::Payload::Digest(digest),
                 pb::SignatureFormat::Raw,
-            )
+            ),
         };
         let r = self.sign_with(key_ref, signing, on_touch)?;
         if r.key_id != key.key_id || r.format != pb::SignatureFormat::Raw as i32 {
@@ -401,6 +405,10 @@ impl Module {
         self.mechanisms(slot)?;
         Ok(match Mechanism::from_ckm(ckm, 0)? {
             Mechanism::Eddsa => (255, 255, crate::mechanism::EDDSA_FLAGS),
+            Mechanism::RsaPkcs
+            | Mechanism::RsaPkcsSha256
+            | Mechanism::RsaPkcsSha384
+            | Mechanism::RsaPkcsSha512 => (1024, 4096, crate::mechanism::RSA_FLAGS),
             _ => (256, 384, crate::mechanism::FLAGS),
         })
     }
@@ -657,6 +665,7 @@ impl Module {
                     crate::objects::Curve::P256 => "P-256",
                     crate::objects::Curve::P384 => "P-384",
                     crate::objects::Curve::Ed25519 => "Ed25519",
+                    crate::objects::Curve::Rsa(_) => "RSA",
                 },
             });
         }
@@ -800,7 +809,7 @@ mod tests {
                 slot: key.slot.clone(),
                 timeout: std::time::Duration::from_secs(15),
             });
-            Ok(vec![1; 2 * key.curve.field_len()])
+            Ok(vec![1; key.curve.signature_len()])
         }
     }
 
@@ -1104,6 +1113,93 @@ mod tests {
         assert_eq!(
             crate::mechanism::EDDSA_MAX_MESSAGE,
             signer_lib::model::ED25519_MAX_MESSAGE
+        );
+    }
+
+    /// An RSA key is a `CKK_RSA` key (modulus, exponent, bits) that signs
+    /// with the PKCS#1 v1.5 mechanisms: `CKM_RSA_PKCS` takes a SHA-2
+    /// `DigestInfo` only (`CKR_DATA_INVALID` otherwise, before the daemon).
+    #[test]
+    fn rsa_keys_sign_with_the_pkcs1_mechanisms_only() {
+        use rsa::pkcs8::EncodePublicKey;
+        use rsa::traits::PublicKeyParts;
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let sk = rsa::RsaPrivateKey::new(&mut rng, 1024).expect("key");
+        let rsa_key = pb::Key {
+            algorithm: pb::Algorithm::Rsa1024 as i32,
+            public_key_der: sk
+                .to_public_key()
+                .to_public_key_der()
+                .expect("spki")
+                .as_bytes()
+                .to_vec(),
+            ..key(7, "9a")
+        };
+        let (m, fake) = module(vec![token(7)], vec![key(7, "9c"), rsa_key]);
+        m.slot_list(true, true);
+        let h = m.open_session(0, CKF_SERIAL_SESSION).unwrap();
+        let private = objects::handle(0, 1, Kind::PrivateKey);
+        let public = objects::handle(0, 1, Kind::PublicKey);
+        let attrs = m
+            .attributes(
+                h,
+                public,
+                &[
+                    CKA_KEY_TYPE,
+                    CKA_MODULUS,
+                    CKA_PUBLIC_EXPONENT,
+                    CKA_MODULUS_BITS,
+                ],
+            )
+            .unwrap();
+        assert_eq!(attrs[0], Attr::Value(objects::ulong(CKK_RSA)));
+        assert_eq!(
+            attrs[1],
+            Attr::Value(sk.n().to_be_bytes_trimmed_vartime().to_vec())
+        );
+        assert_eq!(attrs[2], Attr::Value(vec![1, 0, 1]));
+        assert_eq!(attrs[3], Attr::Value(objects::ulong(1024)));
+        assert_eq!(
+            m.attributes(h, public, &[CKA_EC_POINT]).unwrap(),
+            vec![Attr::Invalid]
+        );
+        for ckm in [CKM_ECDSA, CKM_EDDSA] {
+            assert_eq!(
+                m.sign_init(h, ckm, 0, private).unwrap_err().rv(),
+                CKR_KEY_TYPE_INCONSISTENT
+            );
+        }
+        assert_eq!(
+            m.sign_init(h, CKM_RSA_PKCS, 0, objects::handle(0, 2, Kind::PrivateKey))
+                .unwrap_err()
+                .rv(),
+            CKR_KEY_TYPE_INCONSISTENT
+        );
+        m.sign_init(h, CKM_SHA256_RSA_PKCS, 0, private).unwrap();
+        assert_eq!(m.sign(h, b"data", None).unwrap(), Step::Length(128));
+        assert!(
+            matches!(m.sign(h, b"data", Some(128)).unwrap(), Step::Signature(s) if s.len() == 128)
+        );
+        // CKM_RSA_PKCS: a DigestInfo (SHA-256 here) is signed, raw data is refused.
+        let mut info = vec![
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ];
+        info.extend_from_slice(&[9u8; 32]);
+        m.sign_init(h, CKM_RSA_PKCS, 0, private).unwrap();
+        assert!(matches!(
+            m.sign(h, &info, Some(128)).unwrap(),
+            Step::Signature(_)
+        ));
+        m.sign_init(h, CKM_RSA_PKCS, 0, private).unwrap();
+        assert_eq!(
+            m.sign(h, &[9u8; 32], Some(128)).unwrap_err().rv(),
+            CKR_DATA_INVALID
+        );
+        assert_eq!(fake.signs.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            m.mechanism_info(0, CKM_SHA512_RSA_PKCS).unwrap(),
+            (1024, 4096, crate::mechanism::RSA_FLAGS)
         );
     }
 

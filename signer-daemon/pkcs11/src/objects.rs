@@ -54,6 +54,8 @@ pub enum Curve {
     P384,
     /// Ed25519 (`CKK_EC_EDWARDS`), `CKM_EDDSA` over the message.
     Ed25519,
+    /// RSA (`CKK_RSA`) with a modulus of this many bytes, PKCS#1 v1.5.
+    Rsa(usize),
 }
 
 impl Curve {
@@ -63,6 +65,15 @@ impl Curve {
         match self {
             Curve::P256 | Curve::Ed25519 => 32,
             Curve::P384 => 48,
+            Curve::Rsa(k) => k / 2,
+        }
+    }
+
+    /// The signature length: r‖s, R‖S, or the RSA modulus length.
+    pub fn signature_len(self) -> usize {
+        match self {
+            Curve::Rsa(k) => k,
+            c => 2 * c.field_len(),
         }
     }
 
@@ -71,6 +82,7 @@ impl Curve {
         match self {
             Curve::P256 | Curve::P384 => CKK_EC,
             Curve::Ed25519 => CKK_EC_EDWARDS,
+            Curve::Rsa(_) => CKK_RSA,
         }
     }
 
@@ -79,13 +91,17 @@ impl Curve {
     pub fn point_len(self) -> usize {
         match self {
             Curve::Ed25519 => 32,
+            Curve::Rsa(k) => k,
             c => 1 + 2 * c.field_len(),
         }
     }
 
-    /// The key size in bits (`CK_MECHANISM_INFO`).
+    /// The key size in bits (`CK_MECHANISM_INFO`, `CKA_MODULUS_BITS`).
     pub fn bits(self) -> usize {
-        self.field_len() * 8
+        match self {
+            Curve::Rsa(k) => k * 8,
+            c => c.field_len() * 8,
+        }
     }
 
     /// `CKA_EC_PARAMS`: the DER of the named curve's OID.
@@ -97,6 +113,7 @@ impl Curve {
             Curve::P384 => &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22],
             // 1.3.101.112 (id-Ed25519; PKCS#11 3.1 names the curve by its OID)
             Curve::Ed25519 => &[0x06, 0x03, 0x2b, 0x65, 0x70],
+            Curve::Rsa(_) => &[],
         }
     }
 }
@@ -126,8 +143,11 @@ pub struct KeyEntry {
     pub token_serial: u32,
     /// The PIV slot, "9c".
     pub slot: String,
-    /// The uncompressed point, `04 || x || y` (Ed25519: its 32 bytes).
+    /// The uncompressed point, `04 || x || y` (Ed25519: its 32 bytes;
+    /// RSA: the modulus, big-endian).
     pub point: Vec<u8>,
+    /// RSA: the public exponent, big-endian (empty for other keys).
+    pub exponent: Vec<u8>,
     /// SubjectPublicKeyInfo DER.
     pub spki: Vec<u8>,
     /// Generated on the token (`CKA_LOCAL`, `CKA_ALWAYS_SENSITIVE`).
@@ -155,14 +175,14 @@ pub enum SkipReason {
     /// A slot ykcs11 gives no `CKA_ID` (f9, the attestation key).
     #[error("slot {0} has no PKCS#11 id")]
     Slot(String),
-    /// RSA, X25519 (or a value this version does not know): listed by
-    /// the daemon, but this module offers ECDSA and EdDSA only
-    /// (`CKM_ECDSA*`, `CKM_EDDSA`), so such a key has no objects: `C_FindObjects` does
+    /// X25519 (or a value this version does not know): listed by the
+    /// daemon, but it cannot sign (this module offers `CKM_ECDSA*`,
+    /// `CKM_EDDSA`, `CKM_*RSA_PKCS`), so such a key has no objects: `C_FindObjects` does
     /// not return it, and no handle names it (`CKR_OBJECT_HANDLE_INVALID`,
     /// `CKR_KEY_HANDLE_INVALID`). Sign with it through signerctl or the
     /// gRPC API.
     #[error(
-        "algorithm {} is not supported by this PKCS#11 module (ECDSA P-256/P-384 and Ed25519 only; sign with it through signerctl or the daemon's gRPC API)",
+        "algorithm {} is not supported by this PKCS#11 module (it signs with P-256/P-384, Ed25519 and RSA keys)",
         algorithm_name(*.0)
     )]
     Algorithm(i32),
@@ -178,6 +198,13 @@ fn algorithm_name(v: i32) -> String {
     }
 }
 
+/// PKCS#1 `RSAPublicKey`, the SubjectPublicKeyInfo's key of an RSA key.
+#[derive(der::Sequence)]
+struct RsaPublicKey<'a> {
+    modulus: der::asn1::UintRef<'a>,
+    public_exponent: der::asn1::UintRef<'a>,
+}
+
 impl KeyEntry {
     /// The objects of a key as the daemon lists it. A malformed certificate
     /// is left out (the keys stay usable).
@@ -187,16 +214,28 @@ impl KeyEntry {
             Ok(pb::Algorithm::EccP256) => Curve::P256,
             Ok(pb::Algorithm::EccP384) => Curve::P384,
             Ok(pb::Algorithm::Ed25519) => Curve::Ed25519,
+            Ok(pb::Algorithm::Rsa1024) => Curve::Rsa(128),
+            Ok(pb::Algorithm::Rsa2048) => Curve::Rsa(256),
+            Ok(pb::Algorithm::Rsa3072) => Curve::Rsa(384),
+            Ok(pb::Algorithm::Rsa4096) => Curve::Rsa(512),
             _ => return Err(SkipReason::Algorithm(key.algorithm)),
         };
         let spki = spki::SubjectPublicKeyInfoRef::from_der(&key.public_key_der)
             .map_err(|e| SkipReason::PublicKey(e.to_string()))?;
-        let point = spki
+        let mut point = spki
             .subject_public_key
             .as_bytes()
             .ok_or_else(|| SkipReason::PublicKey("unaligned BIT STRING".into()))?
             .to_vec();
-        let uncompressed = curve == Curve::Ed25519 || point.first() == Some(&0x04);
+        let mut exponent = Vec::new();
+        if let Curve::Rsa(_) = curve {
+            let rsa = RsaPublicKey::from_der(&point)
+                .map_err(|e| SkipReason::PublicKey(format!("not an RSAPublicKey: {e}")))?;
+            exponent = rsa.public_exponent.as_bytes().to_vec();
+            point = rsa.modulus.as_bytes().to_vec();
+        }
+        let uncompressed =
+            matches!(curve, Curve::Ed25519 | Curve::Rsa(_)) || point.first() == Some(&0x04);
         if point.len() != curve.point_len() || !uncompressed {
             return Err(SkipReason::PublicKey(format!(
                 "not a {curve:?} public key ({} bytes)",
@@ -215,6 +254,7 @@ impl KeyEntry {
             token_serial: key.token_serial,
             slot: key.slot.clone(),
             point,
+            exponent,
             spki: key.public_key_der.clone(),
             generated: key.origin == pb::KeyOrigin::Generated as i32,
             certificate,
@@ -271,8 +311,15 @@ impl KeyEntry {
         match kind {
             Kind::PrivateKey | Kind::PublicKey => {
                 let private = kind == Kind::PrivateKey;
+                let rsa = matches!(self.curve, Curve::Rsa(_));
                 Attr::Value(match attr {
                     CKA_KEY_TYPE => ulong(self.curve.key_type()),
+                    CKA_MODULUS if rsa => self.point.clone(),
+                    CKA_PUBLIC_EXPONENT if rsa => self.exponent.clone(),
+                    CKA_MODULUS_BITS if rsa => ulong(self.curve.bits() as CK_ULONG),
+                    CKA_EC_PARAMS | CKA_EC_POINT if rsa => return Invalid,
+                    CKA_VALUE if rsa && !private => return Invalid,
+                    CKA_MODULUS | CKA_PUBLIC_EXPONENT | CKA_MODULUS_BITS => return Invalid,
                     CKA_EC_PARAMS => self.curve.ec_params().to_vec(),
                     CKA_EC_POINT => self.ec_point(),
                     CKA_PUBLIC_KEY_INFO => self.spki.clone(),
@@ -529,13 +576,7 @@ mod tests {
         let mut k = p256_key("f9", vec![]);
         assert_eq!(KeyEntry::from_key(&k), Err(SkipReason::Slot("f9".into())));
         k.slot = "9a".into();
-        for alg in [
-            pb::Algorithm::Rsa1024,
-            pb::Algorithm::Rsa2048,
-            pb::Algorithm::Rsa3072,
-            pb::Algorithm::Rsa4096,
-            pb::Algorithm::X25519,
-        ] {
+        for alg in [pb::Algorithm::X25519, pb::Algorithm::Unspecified] {
             k.algorithm = alg as i32;
             let e = KeyEntry::from_key(&k).expect_err("no objects");
             assert_eq!(e, SkipReason::Algorithm(alg as i32));

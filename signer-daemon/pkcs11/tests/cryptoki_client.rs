@@ -10,7 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    ED25519_9D, Fixture, P256_9C, P384_9A, assert_child_ok, child, child_dir, verify_raw,
+    ED25519_9D, Fixture, P256_9C, P384_9A, RSA2048_82, assert_child_ok, child, child_dir,
+    verify_raw,
 };
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -655,6 +656,82 @@ fn ed25519_signs_with_ckm_eddsa_and_ed25519_dalek_verifies() {
         lines
             .iter()
             .all(|l| l["outcome"] == "ok" && l["scheme"] == "ed25519" && l["slot"] == "9d"),
+        "{lines:#?}"
+    );
+}
+
+/// An RSA-2048 key through cryptoki: a `CKK_RSA` key with the daemon's
+/// modulus, PKCS#1 v1.5 signatures (`CKM_SHA256_RSA_PKCS`, multi-part
+/// `CKM_SHA512_RSA_PKCS`, `CKM_RSA_PKCS` over a DigestInfo) that the `rsa`
+/// crate verifies, raw data for `CKM_RSA_PKCS` refused.
+#[test]
+fn rsa_signs_with_the_pkcs1_mechanisms_and_the_rsa_crate_verifies() {
+    const NAME: &str = "rsa_signs_with_the_pkcs1_mechanisms_and_the_rsa_crate_verifies";
+    if child(NAME) {
+        use rsa::pkcs8::DecodePublicKey;
+        use rsa::traits::PublicKeyParts;
+        let p = init();
+        let s = p.open_ro_session(only_slot(&p)).unwrap();
+        let found = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::KeyType(KeyType::RSA),
+            ])
+            .unwrap();
+        assert_eq!(found.len(), 1, "one RSA private key");
+        let key = found[0];
+        let pk = rsa::RsaPublicKey::from_public_key_pem(&pem("82")).unwrap();
+        let attrs = s.get_attributes(key, &[AttributeType::Modulus]).unwrap();
+        let Attribute::Modulus(n) = &attrs[0] else {
+            panic!("no CKA_MODULUS: {attrs:?}")
+        };
+        assert_eq!(n, &pk.n().to_be_bytes_trimmed_vartime().to_vec());
+        let verify = |hash: &str, digest: &[u8], sig: &[u8]| {
+            let scheme = match hash {
+                "sha512" => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
+                _ => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+            };
+            pk.verify(scheme, digest, sig).is_ok()
+        };
+        let sig = s
+            .sign(&Mechanism::Sha256RsaPkcs, key, b"a TUF root")
+            .unwrap();
+        assert_eq!(sig.len(), 256);
+        assert!(verify("sha256", &sha2::Sha256::digest(b"a TUF root"), &sig));
+        assert!(!verify(
+            "sha256",
+            &sha2::Sha256::digest(b"a TUF rooT"),
+            &sig
+        ));
+        s.sign_init(&Mechanism::Sha512RsaPkcs, key).unwrap();
+        s.sign_update(b"multi ").unwrap();
+        s.sign_update(b"part").unwrap();
+        let sig = s.sign_final().unwrap();
+        assert!(verify("sha512", &sha2::Sha512::digest(b"multi part"), &sig));
+        let digest = sha2::Sha256::digest(b"prehashed");
+        let mut info = vec![
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ];
+        info.extend_from_slice(&digest);
+        let sig = s.sign(&Mechanism::RsaPkcs, key, &info).unwrap();
+        assert!(verify("sha256", &digest, &sig));
+        let e = s.sign(&Mechanism::RsaPkcs, key, &digest).unwrap_err();
+        assert_eq!(rv(e), RvError::DataInvalid);
+        let e = s.sign(&Mechanism::Ecdsa, key, &digest).unwrap_err();
+        assert_eq!(rv(e), RvError::KeyTypeInconsistent);
+        return;
+    }
+    let f = Fixture::start(31_000_010, &[P256_9C, RSA2048_82], "");
+    write_pems(&f);
+    let out = f.run_child(NAME, &[], &[]);
+    assert_child_ok(&f, &out);
+    let lines = f.sign_lines();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["outcome"] == "ok" && l["scheme"] == "rsa-pkcs1v15" && l["slot"] == "82"),
         "{lines:#?}"
     );
 }

@@ -63,6 +63,13 @@ pub const ED25519_9D: Gen = Gen {
     touch: "never",
 };
 
+pub const RSA2048_82: Gen = Gen {
+    slot: "82",
+    alg: "rsa2048",
+    pin: "once",
+    touch: "never",
+};
+
 pub const P384_9A: Gen = Gen {
     slot: "9a",
     alg: "p384",
