@@ -72,12 +72,26 @@
 //! | `once`     | `always`  | 1     | GENERAL AUTHENTICATE                   |
 //! | `always`   | `always`  | 3     | SELECT, VERIFY, GENERAL AUTHENTICATE   |
 //!
+//! The same for every signature scheme: an RSA block (up to 512 bytes for
+//! RSA-4096) or a long Ed25519 message goes in ONE extended-length GENERAL
+//! AUTHENTICATE with an extended Le (YubiKey 4 and 5 take command APDUs up
+//! to 3062 bytes), so neither command chaining nor GET RESPONSE is needed
+//! (`signer-lib/tests/hardware_apdu_schemes.rs`). The host computes what the
+//! card signs ([`crate::piv::sign_input`]): RSA padded on the host, Ed25519
+//! the message itself.
+//!
 //! Key metadata (algorithm, policies) is read once per connection (GET
-//! METADATA) and cached; the touch event is local. For `always`, VERIFY is
+//! METADATA) and cached; the touch event is local. YubiKey 4 and 5 before
+//! 5.3 have no GET METADATA: the client ATTESTs the slot instead and reads
+//! the certificate's public key and Yubico's policy extension, as
+//! yubico-piv-tool and ykman do (imported keys, which cannot be attested,
+//! are described by their slot's certificate, or right after the import by
+//! the imported material); without GET SERIAL (before 5.0.3) the serial
+//! comes from the OTP applet at connect. For `always`, VERIFY is
 //! required by the card for every signature, and SELECT makes sure the PIN
 //! reaches the PIV applet even if another program selected another applet
 //! since our last transaction. Signatures fit one response APDU (no GET
-//! RESPONSE). Outside the steady state: the first signature after a
+//! RESPONSE; an extended Le for RSA). Outside the steady state: the first signature after a
 //! (re)connection adds GET METADATA for the slot; with policy `once` after a
 //! reset it costs GENERAL AUTHENTICATE (6982), SELECT + VERIFY (with the PIN
 //! the card accepted last), GENERAL AUTHENTICATE. For a touch key with
