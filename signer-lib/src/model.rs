@@ -681,7 +681,8 @@ impl SignatureScheme {
     /// scheme fits the key ([`Error::SchemeMismatch`]), the input is a digest
     /// or a message as the scheme needs ([`Error::DigestExpected`],
     /// [`Error::MessageExpected`]), a digest's length matches its hash
-    /// ([`Error::BadDigestLength`]), a message fits ([`Error::TooLarge`]), and
+    /// ([`Error::BadDigestLength`]), a message fits ([`Error::TooLarge`]) and
+    /// is not empty ([`Error::BadCommandData`]), and
     /// for RSA the padded digest fits the modulus ([`Error::HashTooLongForKey`]).
     /// Every backend runs it before any card traffic.
     pub fn check(self, slot: SlotId, algorithm: Algorithm, input: &SignInput<'_>) -> Result<()> {
@@ -698,7 +699,13 @@ impl SignatureScheme {
             (true, SignInput::Digest { .. }) => Err(Error::MessageExpected { scheme: self }),
             (false, SignInput::Message(_)) => Err(Error::DigestExpected { scheme: self }),
             (true, SignInput::Message(m)) => {
-                if m.len() > ED25519_MAX_MESSAGE {
+                if m.is_empty() {
+                    // The card refuses it (6A80); say why before sending it.
+                    Err(Error::BadCommandData {
+                        reason: "an empty message: Ed25519 on a YubiKey signs 1 to 3000 bytes"
+                            .into(),
+                    })
+                } else if m.len() > ED25519_MAX_MESSAGE {
                     Err(Error::TooLarge {
                         what: "Ed25519 message",
                         size: m.len(),

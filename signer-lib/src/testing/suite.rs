@@ -1632,8 +1632,9 @@ pub fn sign_imported_rsa_every_size<F: TokenFixture>(f: &mut F) {
 }
 
 /// Ed25519 signs the message itself (PureEdDSA): short and maximum-length
-/// messages verify with ed25519-dalek and openssl; a longer message and a
-/// digest instead of the message are refused before any card traffic. An imported Ed25519 key has the test key's
+/// messages verify with ed25519-dalek and openssl; a longer or an empty
+/// message and a digest instead of the message are refused before any card
+/// traffic. An imported Ed25519 key has the test key's
 /// public key and signs deterministically, as RFC 8032 requires.
 pub fn sign_ed25519_message<F: TokenFixture>(f: &mut F) {
     let mut token = fresh(f);
@@ -1659,6 +1660,17 @@ pub fn sign_ed25519_message<F: TokenFixture>(f: &mut F) {
         assert_eq!(sig.len(), 64);
         assert_scheme_signature(&key.public_key, SignatureScheme::Ed25519, &input, &sig);
     }
+    assert_err!(
+        sign_scheme(
+            &mut token,
+            key.slot,
+            SignatureScheme::Ed25519,
+            SignInput::Message(b""),
+            None
+        ),
+        Error::BadCommandData { .. },
+        "an empty Ed25519 message"
+    );
     let too_long = vec![0u8; crate::model::ED25519_MAX_MESSAGE + 1];
     assert_err!(
         sign_scheme(
