@@ -113,6 +113,7 @@ macro_rules! __token_generation_cases {
             sign_ed25519_message,
             x25519_is_listed_and_refused_for_signing,
             self_signed_certificates_for_rsa_and_ed25519,
+            rsa_decrypt_and_key_agreement,
         }
     };
 }
