@@ -1333,3 +1333,47 @@ fn a_mixed_root_of_ecdsa_ed25519_and_rsa_keys_with_threshold_two_verifies_with_p
         check.text()
     );
 }
+
+/// The other direction: a root python-tuf wrote and securesystemslib
+/// signed with software RSA-2048 (rsassa-pss-sha256) and Ed25519 keys,
+/// threshold 2, is verified by `signerctl tuf verify`; one changed byte
+/// breaks both signatures.
+#[test]
+fn tuf_verify_accepts_roots_securesystemslib_signed_with_rsa_and_ed25519_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("py-root.json");
+    let out = tuf_check_cmd("sign-root", &[&root]);
+    assert_eq!(out.code, 0, "{}{}", out.text(), out.stderr);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
+    let schemes: Vec<&str> = json["signed"]["keys"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|k| k["scheme"].as_str().unwrap())
+        .collect();
+    assert!(
+        schemes.contains(&"rsassa-pss-sha256") && schemes.contains(&"ed25519"),
+        "{schemes:?}"
+    );
+    let verify = |file: &Path| {
+        output(
+            Command::new(SIGNERCTL)
+                .args(["tuf", "verify"])
+                .arg(file)
+                .env_remove("SIGNER_SOCKET"),
+        )
+    };
+    let ours = verify(&root);
+    assert_eq!(ours.code, 0, "{}{}", ours.text(), ours.stderr);
+    assert!(
+        ours.text()
+            .contains("2 of 2 required valid signatures: threshold met"),
+        "{}",
+        ours.text()
+    );
+    let bad = dir.path().join("tampered.json");
+    tamper(&root, &bad);
+    let ours = verify(&bad);
+    assert_eq!(ours.code, 7, "{}", ours.text());
+    assert_eq!(ours.text().matches("INVALID").count(), 2, "{}", ours.text());
+}

@@ -19,6 +19,12 @@ python (tests/scripts/install-deps.sh installs tuf and securesystemslib).
       signed by a threshold of version N's root keys and of its own).
       Exit 0 if every root is accepted, 1 at the first rejected one.
 
+  tuf_check.py sign-root OUT.json
+      The other direction: python-tuf writes a root whose root role has two
+      fresh software keys, RSA-2048 (rsassa-pss-sha256) and Ed25519, with
+      threshold 2, signed by both with securesystemslib's CryptoSigner, for
+      signerctl tuf verify to check.
+
 Every outcome is printed on stdout, one line, starting with OK or REJECTED.
 """
 
@@ -107,6 +113,31 @@ def update_roots(paths: list[str]) -> int:
     return 0
 
 
+def sign_root(out: str) -> int:
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+    from securesystemslib.signer import CryptoSigner
+    from tuf.api.serialization.json import JSONSerializer
+
+    root = Root(expires=datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=365))
+    signers = [
+        CryptoSigner(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+        CryptoSigner(ed25519.Ed25519PrivateKey.generate()),
+    ]
+    for signer in signers:
+        for role in ("root", "targets", "snapshot", "timestamp"):
+            root.add_key(signer.public_key, role)
+    root.roles["root"].threshold = 2
+    md = Metadata(root)
+    for signer in signers:
+        md.sign(signer, append=True)
+    md.to_file(out, serializer=JSONSerializer(compact=False))
+    print("OK: wrote " + out + " signed by " + ", ".join(
+        f"{s.public_key.keyid} ({s.public_key.scheme})" for s in signers))
+    return 0
+
+
 def main() -> int:
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "key":
@@ -117,6 +148,8 @@ def main() -> int:
         return verify_delegate(args[0], args[1], args[2])
     if cmd == "update-roots":
         return update_roots(args)
+    if cmd == "sign-root":
+        return sign_root(args[0])
     print(f"unknown command {cmd}", file=sys.stderr)
     return 2
 
