@@ -208,7 +208,11 @@ impl ImportKey {
         if primes.len() != 2 {
             return Err(unsupported("multi-prime RSA".into()));
         }
-        let be = |v: &rsa::BoxedUint| v.to_be_bytes_trimmed_vartime().to_vec();
+        // Private values: no unzeroized copy stays behind.
+        let be = |v: &rsa::BoxedUint| {
+            let bytes = zeroize::Zeroizing::new(v.to_be_bytes_trimmed_vartime());
+            bytes.to_vec()
+        };
         Ok(ImportKey {
             algorithm,
             scalar: Vec::new(),
@@ -217,7 +221,12 @@ impl ImportKey {
                 q: be(q),
                 dp: be(dp),
                 dq: be(dq),
-                qinv: be(&qinv),
+                qinv: {
+                    let mut qinv = qinv;
+                    let out = be(&qinv);
+                    zeroize::Zeroize::zeroize(&mut qinv);
+                    out
+                },
             }),
         })
     }
