@@ -1398,6 +1398,73 @@ mod tests {
     }
 
     #[test]
+    fn schemes_round_trip_and_fit_their_keys() {
+        for scheme in SignatureScheme::ALL {
+            assert_eq!(scheme.name().parse::<SignatureScheme>().unwrap(), scheme);
+            let json = serde_json::to_string(&scheme).unwrap();
+            assert_eq!(json, format!("\"{}\"", scheme.name()));
+        }
+        assert!(matches!(
+            "rsa-oaep".parse::<SignatureScheme>(),
+            Err(Error::UnsupportedScheme { .. })
+        ));
+        let fitting: Vec<(Algorithm, Vec<SignatureScheme>)> = Algorithm::ALL
+            .iter()
+            .map(|&a| {
+                (
+                    a,
+                    SignatureScheme::ALL
+                        .into_iter()
+                        .filter(|s| s.fits(a))
+                        .collect(),
+                )
+            })
+            .collect();
+        for (a, schemes) in fitting {
+            match a {
+                Algorithm::EccP256 | Algorithm::EccP384 => {
+                    assert_eq!(schemes, [SignatureScheme::Ecdsa])
+                }
+                Algorithm::Ed25519 => assert_eq!(schemes, [SignatureScheme::Ed25519]),
+                Algorithm::X25519 => assert!(schemes.is_empty()),
+                _ => assert_eq!(
+                    schemes,
+                    [SignatureScheme::RsaPkcs1v15, SignatureScheme::RsaPss]
+                ),
+            }
+            assert_eq!(
+                SignatureScheme::implied_by(a),
+                match a {
+                    Algorithm::EccP256 | Algorithm::EccP384 => Some(SignatureScheme::Ecdsa),
+                    Algorithm::Ed25519 => Some(SignatureScheme::Ed25519),
+                    _ => None,
+                }
+            );
+        }
+        // PKCS#1 v1.5 with SHA-512 fits RSA-1024 (83 + 11 <= 128); PSS does not.
+        let d = [0u8; 64];
+        let sha512 = SignInput::Digest {
+            hash: HashAlgorithm::Sha512,
+            digest: &d,
+        };
+        let slot = SlotId::Signature;
+        assert!(
+            SignatureScheme::RsaPkcs1v15
+                .check(slot, Algorithm::Rsa1024, &sha512)
+                .is_ok()
+        );
+        assert!(matches!(
+            SignatureScheme::RsaPss.check(slot, Algorithm::Rsa1024, &sha512),
+            Err(Error::HashTooLongForKey { .. })
+        ));
+        assert!(
+            SignatureScheme::RsaPss
+                .check(slot, Algorithm::Rsa2048, &sha512)
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn key_id_is_sha256_of_spki_hex() {
         assert_eq!(
             key_id_of(b""),
