@@ -11,7 +11,8 @@
 //! and BER parser the client applies to card responses is reached this way
 //! (SELECT, GET SERIAL, GET VERSION, GET METADATA for slots, PIN and
 //! management key, GET DATA of certificates, ADMIN DATA and PRINTED,
-//! GENERAL AUTHENTICATE, ATTEST, VERIFY status).
+//! GENERAL AUTHENTICATE, ATTEST, VERIFY status), for P-256, P-384, RSA-2048
+//! (81/82 public key templates, PSS signatures) and Ed25519 keys.
 //!
 //! Checked for every input: nothing panics, every call ends (no endless
 //! loop), and a signature `TokenSigner` releases verifies against the key
@@ -67,12 +68,15 @@ impl VirtualCard for TamperCard {
 }
 
 /// The card every run uses: P-256 in 9c (PIN never, touch never), P-384 in
-/// 9a (PIN always), made once per process.
+/// 9a (PIN always), RSA-2048 in 9d and Ed25519 in 82 (PIN never), made once
+/// per process.
 pub struct Rig {
     pub card: SharedCard,
     pub tamper: Arc<Mutex<Option<Tamper>>>,
     pub p256: KeyInfo,
     pub p384: KeyInfo,
+    pub rsa: KeyInfo,
+    pub ed25519: KeyInfo,
     pub serial: u32,
     _dir: std::path::PathBuf,
 }
@@ -120,6 +124,24 @@ impl Rig {
                 TouchPolicy::Never,
             )
             .unwrap();
+        // RSA-2048 (the client pads; 81/82 public key templates, extended
+        // APDUs) and Ed25519 (the message itself).
+        let rsa = token
+            .generate_key(
+                SlotId::KeyManagement,
+                Algorithm::Rsa2048,
+                PinPolicy::Never,
+                TouchPolicy::Never,
+            )
+            .unwrap();
+        let ed25519 = token
+            .generate_key(
+                SlotId::Retired(0x82),
+                Algorithm::Ed25519,
+                PinPolicy::Never,
+                TouchPolicy::Never,
+            )
+            .unwrap();
         let tamper: Arc<Mutex<Option<Tamper>>> = Arc::new(Mutex::new(None));
         let card = SharedCard::new(
             "Tampering reader 00 00",
@@ -133,6 +155,8 @@ impl Rig {
             tamper,
             p256,
             p384,
+            rsa,
+            ed25519,
             serial: SERIAL,
             _dir: dir,
         }
@@ -320,12 +344,12 @@ fn operate(rig: &Rig, op: u8) {
     let Ok(mut token) = rig.open() else {
         return;
     };
-    match op % 8 {
+    match op % 10 {
         0 => {
             let _ = token.list_keys();
         }
         1 | 2 => {
-            let (slot, hash, real) = if op % 8 == 1 {
+            let (slot, hash, real) = if op % 10 == 1 {
                 (SlotId::Signature, HashAlgorithm::Sha256, &rig.p256)
             } else {
                 (SlotId::Authentication, HashAlgorithm::Sha384, &rig.p384)
@@ -377,6 +401,45 @@ fn operate(rig: &Rig, op: u8) {
         6 => {
             let _ = token.key(SlotId::Authentication);
             let _ = token.verify_pin(&pin());
+        }
+        8 | 9 => {
+            // RSA-PSS / Ed25519 through TokenSigner: a released signature
+            // verifies with the key announced, and with the real key
+            // whenever that one was announced.
+            let (real, scheme, digest) = if op % 10 == 8 {
+                (
+                    &rig.rsa,
+                    signer_lib::SignatureScheme::RsaPss,
+                    HashAlgorithm::Sha256.digest(&[op; 5]),
+                )
+            } else {
+                (
+                    &rig.ed25519,
+                    signer_lib::SignatureScheme::Ed25519,
+                    vec![op; 5],
+                )
+            };
+            let input = if scheme.signs_message() {
+                signer_lib::SignInput::Message(&digest)
+            } else {
+                signer_lib::SignInput::Digest {
+                    hash: HashAlgorithm::Sha256,
+                    digest: &digest,
+                }
+            };
+            let Ok(signer) = TokenSigner::new(token, real.slot) else {
+                return;
+            };
+            if let Ok(sig) = signer.sign_with(scheme, input) {
+                let announced = signer.public_key().clone();
+                assert!(
+                    announced.verify(scheme, &input, &sig).is_ok(),
+                    "TokenSigner released a {scheme} signature that does not verify with the key it announced"
+                );
+                if announced == real.public_key {
+                    assert!(real.public_key.verify(scheme, &input, &sig).is_ok());
+                }
+            }
         }
         _ => {
             // Raw signatures from the client (no verification layer): only
