@@ -47,11 +47,15 @@ pub enum P11Error {
     KeyHandleInvalid(CK_OBJECT_HANDLE),
     /// A mechanism the module does not implement.
     #[error(
-        "mechanism {0:#x} is not supported (CKM_ECDSA, CKM_ECDSA_SHA256/384/512, CKM_EDDSA, CKM_RSA_PKCS and CKM_SHA256/384/512_RSA_PKCS are)"
+        "mechanism {0:#x} is not supported (CKM_ECDSA, CKM_ECDSA_SHA256/384/512, CKM_EDDSA, CKM_RSA_PKCS, CKM_SHA256/384/512_RSA_PKCS, CKM_RSA_PKCS_PSS, CKM_SHA256/384/512_RSA_PKCS_PSS are; see C_GetMechanismList)"
     )]
     MechanismInvalid(CK_MECHANISM_TYPE),
-    /// ECDSA mechanisms take no parameter.
-    #[error("mechanism {0:#x} takes no parameter")]
+    /// A parameter the mechanism does not take, or PSS parameters other
+    /// than the daemon's (MGF1 of the mechanism's hash, a salt as long as
+    /// the digest).
+    #[error(
+        "mechanism {0:#x}: wrong parameter (only the PSS mechanisms take one, CK_RSA_PKCS_PSS_PARAMS with MGF1 of the same hash and sLen = the digest length)"
+    )]
     MechanismParamInvalid(CK_MECHANISM_TYPE),
     /// Another operation of the same kind is active in the session.
     #[error("an operation is already active in this session")]

@@ -548,9 +548,41 @@ unsafe extern "C" fn C_SignInit(
         }
         // SAFETY: pMechanism is not null and points to a CK_MECHANISM
         // (PKCS#11 C_SignInit); only its plain fields are read.
-        let (ckm, param_len) = unsafe { ((*pMechanism).mechanism, (*pMechanism).ulParameterLen) };
+        let (ckm, p_param, param_len) = unsafe {
+            (
+                (*pMechanism).mechanism,
+                (*pMechanism).pParameter,
+                (*pMechanism).ulParameterLen,
+            )
+        };
         let param_len = usize::try_from(param_len).unwrap_or(usize::MAX);
-        module()?.sign_init(hSession, ckm, param_len, hKey)
+        let is_pss = matches!(
+            ckm,
+            CKM_RSA_PKCS_PSS
+                | CKM_SHA256_RSA_PKCS_PSS
+                | CKM_SHA384_RSA_PKCS_PSS
+                | CKM_SHA512_RSA_PKCS_PSS
+        );
+        let param = if param_len == 0 {
+            crate::mechanism::Param::None
+        } else if is_pss
+            && !p_param.is_null()
+            && param_len == std::mem::size_of::<CK_RSA_PKCS_PSS_PARAMS>()
+        {
+            // SAFETY: for the PSS mechanisms PKCS#11 defines pParameter as
+            // a CK_RSA_PKCS_PSS_PARAMS, it is not null and the caller says
+            // it is exactly that size; it is copied (read_unaligned: the
+            // caller's buffer need not be aligned), never kept.
+            let p = unsafe { std::ptr::read_unaligned(p_param as *const CK_RSA_PKCS_PSS_PARAMS) };
+            crate::mechanism::Param::Pss {
+                hash: p.hashAlg,
+                mgf: p.mgf,
+                salt: p.sLen,
+            }
+        } else {
+            crate::mechanism::Param::Other(param_len)
+        };
+        module()?.sign_init_param(hSession, ckm, &param, hKey)
     })
 }
 
@@ -780,6 +812,7 @@ mod tests {
             _: &KeyEntry,
             _: pb::HashAlgorithm,
             digest: Vec<u8>,
+            _: pb::RsaPadding,
             _: Box<dyn FnMut(SignEvent) + Send>,
         ) -> Result<Vec<u8>, signer_client::Error> {
             SIGNS.fetch_add(1, Ordering::SeqCst);

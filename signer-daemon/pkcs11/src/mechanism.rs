@@ -19,7 +19,7 @@ use crate::error::P11Error;
 use crate::objects::Curve;
 
 /// The mechanisms the module implements, in `C_GetMechanismList` order.
-pub const SUPPORTED: [CK_MECHANISM_TYPE; 9] = [
+pub const SUPPORTED: [CK_MECHANISM_TYPE; 13] = [
     CKM_ECDSA,
     CKM_ECDSA_SHA256,
     CKM_ECDSA_SHA384,
@@ -29,7 +29,44 @@ pub const SUPPORTED: [CK_MECHANISM_TYPE; 9] = [
     CKM_SHA256_RSA_PKCS,
     CKM_SHA384_RSA_PKCS,
     CKM_SHA512_RSA_PKCS,
+    CKM_RSA_PKCS_PSS,
+    CKM_SHA256_RSA_PKCS_PSS,
+    CKM_SHA384_RSA_PKCS_PSS,
+    CKM_SHA512_RSA_PKCS_PSS,
 ];
+
+/// A mechanism's parameter as `C_SignInit` passed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    /// None (`ulParameterLen` 0).
+    None,
+    /// A `CK_RSA_PKCS_PSS_PARAMS` (read for the PSS mechanisms only).
+    Pss {
+        /// `hashAlg`.
+        hash: CK_MECHANISM_TYPE,
+        /// `mgf`.
+        mgf: CK_RSA_PKCS_MGF_TYPE,
+        /// `sLen`.
+        salt: CK_ULONG,
+    },
+    /// Some other parameter of this many bytes.
+    Other(usize),
+}
+
+/// The PSS parameters the daemon signs with for `hash`: MGF1 with the same
+/// hash, a salt as long as the digest.
+pub fn pss_param(hash: HashAlgorithm) -> Param {
+    let (ckm, mgf, len) = match hash {
+        HashAlgorithm::Sha384 => (CKM_SHA384, CKG_MGF1_SHA384, 48),
+        HashAlgorithm::Sha512 => (CKM_SHA512, CKG_MGF1_SHA512, 64),
+        _ => (CKM_SHA256, CKG_MGF1_SHA256, 32),
+    };
+    Param::Pss {
+        hash: ckm,
+        mgf,
+        salt: len,
+    }
+}
 
 /// `CK_MECHANISM_INFO` flags of the RSA mechanisms.
 pub const RSA_FLAGS: CK_FLAGS = CKF_SIGN;
@@ -115,10 +152,63 @@ pub enum Mechanism {
     RsaPkcsSha384,
     /// `CKM_SHA512_RSA_PKCS`.
     RsaPkcsSha512,
+    /// `CKM_RSA_PKCS_PSS`: the input is a digest of the parameter's hash.
+    RsaPss(HashAlgorithm),
+    /// `CKM_SHA256_RSA_PKCS_PSS` (and 384, 512): the module hashes.
+    RsaPssHashed(HashAlgorithm),
 }
 
 impl Mechanism {
-    /// The mechanism of a `CKM_*` type with its parameter length.
+    /// The mechanism of a `CKM_*` type with its parameter. The PSS
+    /// mechanisms need a `CK_RSA_PKCS_PSS_PARAMS` naming what the daemon
+    /// does: MGF1 with the mechanism's hash and a salt as long as the
+    /// digest (`CKR_MECHANISM_PARAM_INVALID` otherwise); the others take
+    /// none.
+    pub fn from_param(ckm: CK_MECHANISM_TYPE, param: &Param) -> Result<Mechanism, P11Error> {
+        use HashAlgorithm::*;
+        let hashed = match ckm {
+            CKM_SHA256_RSA_PKCS_PSS => Some(Sha256),
+            CKM_SHA384_RSA_PKCS_PSS => Some(Sha384),
+            CKM_SHA512_RSA_PKCS_PSS => Some(Sha512),
+            _ => None,
+        };
+        if let Some(h) = hashed {
+            return if *param == pss_param(h) {
+                Ok(Mechanism::RsaPssHashed(h))
+            } else {
+                Err(P11Error::MechanismParamInvalid(ckm))
+            };
+        }
+        if ckm == CKM_RSA_PKCS_PSS {
+            return [Sha256, Sha384, Sha512]
+                .into_iter()
+                .find(|h| *param == pss_param(*h))
+                .map(Mechanism::RsaPss)
+                .ok_or(P11Error::MechanismParamInvalid(ckm));
+        }
+        let len = match param {
+            Param::None => 0,
+            Param::Pss { .. } => std::mem::size_of::<CK_RSA_PKCS_PSS_PARAMS>(),
+            Param::Other(n) => *n,
+        };
+        Mechanism::from_ckm(ckm, len)
+    }
+
+    /// The RSA padding the daemon is asked for.
+    pub fn padding(self) -> signer_proto::v1::RsaPadding {
+        use signer_proto::v1::RsaPadding;
+        match self {
+            Mechanism::RsaPkcs
+            | Mechanism::RsaPkcsSha256
+            | Mechanism::RsaPkcsSha384
+            | Mechanism::RsaPkcsSha512 => RsaPadding::Pkcs1v15,
+            Mechanism::RsaPss(_) | Mechanism::RsaPssHashed(_) => RsaPadding::Pss,
+            _ => RsaPadding::Unspecified,
+        }
+    }
+
+    /// The mechanism of a `CKM_*` type with its parameter length (none
+    /// but the PSS mechanisms, which need [`Mechanism::from_param`]).
     pub fn from_ckm(ckm: CK_MECHANISM_TYPE, parameter_len: usize) -> Result<Mechanism, P11Error> {
         let m = match ckm {
             CKM_ECDSA => Mechanism::Ecdsa,
@@ -146,9 +236,27 @@ impl Mechanism {
             Mechanism::RsaPkcs
             | Mechanism::RsaPkcsSha256
             | Mechanism::RsaPkcsSha384
-            | Mechanism::RsaPkcsSha512 => matches!(curve, Curve::Rsa(_)),
+            | Mechanism::RsaPkcsSha512
+            | Mechanism::RsaPss(_)
+            | Mechanism::RsaPssHashed(_) => matches!(curve, Curve::Rsa(_)),
             _ => matches!(curve, Curve::P256 | Curve::P384),
         }
+    }
+}
+
+/// A `CKM_RSA_PKCS_PSS` input: a digest of the parameter's hash.
+fn pss_digest(h: HashAlgorithm, data: &[u8]) -> Result<(HashAlgorithm, Vec<u8>), P11Error> {
+    if data.len() != digest_len(h) {
+        return Err(P11Error::DataLenRange(data.len()));
+    }
+    Ok((h, data.to_vec()))
+}
+
+fn lib_digest(h: HashAlgorithm, data: &[u8]) -> Vec<u8> {
+    match h {
+        HashAlgorithm::Sha384 => sha2::Sha384::digest(data).to_vec(),
+        HashAlgorithm::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        _ => sha2::Sha256::digest(data).to_vec(),
     }
 }
 
@@ -199,6 +307,11 @@ pub struct SignOperation {
 }
 
 impl SignOperation {
+    /// The mechanism.
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
     /// Start signing with `mechanism` and a key on `curve`.
     pub fn new(mechanism: Mechanism, curve: Curve) -> SignOperation {
         let input = match mechanism {
@@ -209,7 +322,12 @@ impl SignOperation {
             Mechanism::Eddsa | Mechanism::RsaPkcs => Input::Message(Vec::new()),
             Mechanism::RsaPkcsSha256 => Input::Sha256(sha2::Sha256::new()),
             Mechanism::RsaPkcsSha384 => Input::Sha384(sha2::Sha384::new()),
-            Mechanism::RsaPkcsSha512 => Input::Sha512(sha2::Sha512::new()),
+            Mechanism::RsaPkcsSha512 | Mechanism::RsaPssHashed(HashAlgorithm::Sha512) => {
+                Input::Sha512(sha2::Sha512::new())
+            }
+            Mechanism::RsaPssHashed(HashAlgorithm::Sha384) => Input::Sha384(sha2::Sha384::new()),
+            Mechanism::RsaPssHashed(_) => Input::Sha256(sha2::Sha256::new()),
+            Mechanism::RsaPss(_) => Input::Digest(Vec::new()),
         };
         SignOperation {
             curve,
@@ -274,6 +392,8 @@ impl SignOperation {
             Mechanism::RsaPkcsSha512 => {
                 (HashAlgorithm::Sha512, sha2::Sha512::digest(data).to_vec())
             }
+            Mechanism::RsaPss(h) => pss_digest(h, data)?,
+            Mechanism::RsaPssHashed(h) => (h, lib_digest(h, data)),
         })
     }
 
@@ -282,7 +402,10 @@ impl SignOperation {
     /// comes first costs nothing.
     fn digest_of_parts(&self) -> Result<(HashAlgorithm, Vec<u8>), P11Error> {
         Ok(match &self.input {
-            Input::Digest(d) => (hash_of_digest_len(d.len())?, d.clone()),
+            Input::Digest(d) => match self.mechanism {
+                Mechanism::RsaPss(h) => pss_digest(h, d)?,
+                _ => (hash_of_digest_len(d.len())?, d.clone()),
+            },
             Input::Sha256(h) => (HashAlgorithm::Sha256, h.clone().finalize().to_vec()),
             Input::Sha384(h) => (HashAlgorithm::Sha384, h.clone().finalize().to_vec()),
             Input::Sha512(h) => (HashAlgorithm::Sha512, h.clone().finalize().to_vec()),
@@ -501,7 +624,9 @@ mod tests {
         );
         // PSS (it would need CK_RSA_PKCS_PSS_PARAMS) and SHA-1 are not offered.
         assert_eq!(
-            Mechanism::from_ckm(CKM_SHA256_RSA_PKCS_PSS, 0).unwrap_err().rv(),
+            Mechanism::from_ckm(CKM_SHA256_RSA_PKCS_PSS, 0)
+                .unwrap_err()
+                .rv(),
             CKR_MECHANISM_INVALID
         );
         assert_eq!(

@@ -26,13 +26,16 @@ pub trait Daemon: Send + Sync {
     fn list_tokens(&self) -> Result<Vec<pb::Token>, signer_client::Error>;
     /// `ListKeys` of one token.
     fn list_keys(&self, token_serial: u32) -> Result<Vec<pb::Key>, signer_client::Error>;
-    /// `SignWithEvents` with the key's id; r‖s. `on_touch` runs before the
-    /// token waits for a touch.
+    /// `SignWithEvents` with the key's id; r‖s (Ed25519: R‖S; RSA: the
+    /// modulus-length signature with `padding`, unspecified for other
+    /// keys). `digest` is the message for Ed25519. `on_touch` runs before
+    /// the token waits for a touch.
     fn sign(
         &self,
         key: &KeyEntry,
         hash: pb::HashAlgorithm,
         digest: Vec<u8>,
+        padding: pb::RsaPadding,
         on_touch: Box<dyn FnMut(SignEvent) + Send>,
     ) -> Result<Vec<u8>, signer_client::Error>;
     /// True in a forked child of the process that made this connection.
@@ -55,6 +58,7 @@ impl Daemon for BlockingClient {
         key: &KeyEntry,
         hash: pb::HashAlgorithm,
         digest: Vec<u8>,
+        padding: pb::RsaPadding,
         on_touch: Box<dyn FnMut(SignEvent) + Send>,
     ) -> Result<Vec<u8>, signer_client::Error> {
         let key_ref = pb::KeyRef {
@@ -63,11 +67,9 @@ impl Daemon for BlockingClient {
         // Ed25519: `digest` is the message (CKM_EDDSA), which the token signs.
         let signing = match key.curve {
             crate::objects::Curve::Ed25519 => signer_client::Signing::ed25519(digest),
-            crate::objects::Curve::Rsa(_) => signer_client::Signing::rsa(
-                hash,
-                signer_client::Payload::Digest(digest),
-                pb::RsaPadding::Pkcs1v15,
-            ),
+            crate::objects::Curve::Rsa(_) => {
+                signer_client::Signing::rsa(hash, signer_client::Payload::Digest(digest), padding)
+            }
             _ => signer_client::Signing::ecdsa(
                 hash,
                 signer_client::Payload::Digest(digest),
@@ -403,6 +405,15 @@ impl Module {
         ckm: CK_MECHANISM_TYPE,
     ) -> Result<(CK_ULONG, CK_ULONG, CK_FLAGS), P11Error> {
         self.mechanisms(slot)?;
+        if matches!(
+            ckm,
+            CKM_RSA_PKCS_PSS
+                | CKM_SHA256_RSA_PKCS_PSS
+                | CKM_SHA384_RSA_PKCS_PSS
+                | CKM_SHA512_RSA_PKCS_PSS
+        ) {
+            return Ok((1024, 4096, crate::mechanism::RSA_FLAGS));
+        }
         Ok(match Mechanism::from_ckm(ckm, 0)? {
             Mechanism::Eddsa => (255, 255, crate::mechanism::EDDSA_FLAGS),
             Mechanism::RsaPkcs
@@ -639,7 +650,8 @@ impl Module {
         Ok(types.iter().map(|t| key.attribute(kind, *t)).collect())
     }
 
-    /// `C_SignInit`.
+    /// `C_SignInit` with a parameter of `parameter_len` bytes (none but
+    /// the PSS mechanisms take one: [`Module::sign_init_param`]).
     pub fn sign_init(
         &self,
         h: CK_SESSION_HANDLE,
@@ -647,11 +659,26 @@ impl Module {
         parameter_len: usize,
         key: CK_OBJECT_HANDLE,
     ) -> Result<(), P11Error> {
+        let param = match parameter_len {
+            0 => crate::mechanism::Param::None,
+            n => crate::mechanism::Param::Other(n),
+        };
+        self.sign_init_param(h, ckm, &param, key)
+    }
+
+    /// `C_SignInit` with the mechanism's parameter.
+    pub fn sign_init_param(
+        &self,
+        h: CK_SESSION_HANDLE,
+        ckm: CK_MECHANISM_TYPE,
+        param: &crate::mechanism::Param,
+        key: CK_OBJECT_HANDLE,
+    ) -> Result<(), P11Error> {
         let state = self.session(h)?.state;
         if lock(&state).sign.is_some() {
             return Err(P11Error::OperationActive);
         }
-        let mechanism = Mechanism::from_ckm(ckm, parameter_len)?;
+        let mechanism = Mechanism::from_param(ckm, param)?;
         let (entry, kind) = self
             .object(h, key)
             .map_err(|_| P11Error::KeyHandleInvalid(key))?;
@@ -677,6 +704,7 @@ impl Module {
     fn daemon_signer(
         &self,
         key: &KeyEntry,
+        padding: pb::RsaPadding,
     ) -> impl FnOnce(pb::HashAlgorithm, Vec<u8>) -> Result<Vec<u8>, P11Error> + '_ {
         let key = key.clone();
         move |hash, digest| {
@@ -694,7 +722,7 @@ impl Module {
                     );
                 }
             });
-            Ok(self.daemon.sign(&key, hash, digest, on_touch)?)
+            Ok(self.daemon.sign(&key, hash, digest, padding, on_touch)?)
         }
     }
 
@@ -724,7 +752,8 @@ impl Module {
         capacity: Option<usize>,
     ) -> Result<Step, P11Error> {
         self.finish(h, |op, key| {
-            op.sign(data, capacity, self.daemon_signer(key))
+            let padding = op.mechanism().padding();
+            op.sign(data, capacity, self.daemon_signer(key, padding))
         })
     }
 
@@ -747,7 +776,8 @@ impl Module {
         capacity: Option<usize>,
     ) -> Result<Step, P11Error> {
         self.finish(h, |op, key| {
-            op.sign_final(capacity, self.daemon_signer(key))
+            let padding = op.mechanism().padding();
+            op.sign_final(capacity, self.daemon_signer(key, padding))
         })
     }
 }
@@ -774,6 +804,7 @@ mod tests {
         keys: Vec<pb::Key>,
         signs: AtomicUsize,
         lists: AtomicUsize,
+        paddings: Mutex<Vec<pb::RsaPadding>>,
     }
 
     fn unreachable() -> signer_client::Error {
@@ -801,9 +832,13 @@ mod tests {
             key: &KeyEntry,
             _: pb::HashAlgorithm,
             _: Vec<u8>,
+            padding: pb::RsaPadding,
             mut on_touch: Box<dyn FnMut(SignEvent) + Send>,
         ) -> Result<Vec<u8>, signer_client::Error> {
             self.signs.fetch_add(1, Ordering::SeqCst);
+            if padding != pb::RsaPadding::Unspecified {
+                lock(&self.paddings).push(padding);
+            }
             on_touch(SignEvent::TouchRequired {
                 token_serial: key.token_serial,
                 slot: key.slot.clone(),
@@ -847,6 +882,7 @@ mod tests {
             keys,
             signs: AtomicUsize::new(0),
             lists: AtomicUsize::new(0),
+            paddings: Mutex::new(Vec::new()),
         });
         let config = Config {
             touch_prompt: false,
@@ -1199,6 +1235,67 @@ mod tests {
         assert_eq!(fake.signs.load(Ordering::SeqCst), 2);
         assert_eq!(
             m.mechanism_info(0, CKM_SHA512_RSA_PKCS).unwrap(),
+            (1024, 4096, crate::mechanism::RSA_FLAGS)
+        );
+
+        // PSS: only with the parameters the daemon signs with.
+        use crate::mechanism::{Param, pss_param};
+        let sha256 = pss_param(pb::HashAlgorithm::Sha256);
+        for bad in [
+            Param::None,
+            Param::Other(24),
+            Param::Pss {
+                hash: CKM_SHA256,
+                mgf: CKG_MGF1_SHA256,
+                salt: 0,
+            },
+            Param::Pss {
+                hash: CKM_SHA256,
+                mgf: CKG_MGF1_SHA1,
+                salt: 32,
+            },
+            pss_param(pb::HashAlgorithm::Sha384),
+        ] {
+            assert_eq!(
+                m.sign_init_param(h, CKM_SHA256_RSA_PKCS_PSS, &bad, private)
+                    .unwrap_err()
+                    .rv(),
+                CKR_MECHANISM_PARAM_INVALID,
+                "{bad:?}"
+            );
+        }
+        m.sign_init_param(h, CKM_SHA256_RSA_PKCS_PSS, &sha256, private)
+            .unwrap();
+        assert!(matches!(
+            m.sign(h, b"data", Some(128)).unwrap(),
+            Step::Signature(_)
+        ));
+        // CKM_RSA_PKCS_PSS: a digest of the parameter's hash, of its length.
+        let sha384 = pss_param(pb::HashAlgorithm::Sha384);
+        m.sign_init_param(h, CKM_RSA_PKCS_PSS, &sha384, private)
+            .unwrap();
+        assert_eq!(
+            m.sign(h, &[0u8; 32], Some(128)).unwrap_err().rv(),
+            CKR_DATA_LEN_RANGE
+        );
+        m.sign_init_param(h, CKM_RSA_PKCS_PSS, &sha384, private)
+            .unwrap();
+        assert!(matches!(
+            m.sign(h, &[0u8; 48], Some(128)).unwrap(),
+            Step::Signature(_)
+        ));
+        assert_eq!(fake.signs.load(Ordering::SeqCst), 4);
+        assert_eq!(
+            *lock(&fake.paddings),
+            vec![
+                pb::RsaPadding::Pkcs1v15,
+                pb::RsaPadding::Pkcs1v15,
+                pb::RsaPadding::Pss,
+                pb::RsaPadding::Pss
+            ]
+        );
+        assert_eq!(
+            m.mechanism_info(0, CKM_RSA_PKCS_PSS).unwrap(),
             (1024, 4096, crate::mechanism::RSA_FLAGS)
         );
     }

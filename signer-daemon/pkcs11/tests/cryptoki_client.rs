@@ -662,11 +662,13 @@ fn ed25519_signs_with_ckm_eddsa_and_ed25519_dalek_verifies() {
 
 /// An RSA-2048 key through cryptoki: a `CKK_RSA` key with the daemon's
 /// modulus, PKCS#1 v1.5 signatures (`CKM_SHA256_RSA_PKCS`, multi-part
-/// `CKM_SHA512_RSA_PKCS`, `CKM_RSA_PKCS` over a DigestInfo) that the `rsa`
-/// crate verifies, raw data for `CKM_RSA_PKCS` refused.
+/// `CKM_SHA512_RSA_PKCS`, `CKM_RSA_PKCS` over a DigestInfo) and PSS
+/// signatures (`CKM_SHA256_RSA_PKCS_PSS`, `CKM_RSA_PKCS_PSS`) that the `rsa`
+/// crate verifies; raw data for `CKM_RSA_PKCS` and PSS parameters other
+/// than the daemon's refused.
 #[test]
-fn rsa_signs_with_the_pkcs1_mechanisms_and_the_rsa_crate_verifies() {
-    const NAME: &str = "rsa_signs_with_the_pkcs1_mechanisms_and_the_rsa_crate_verifies";
+fn rsa_signs_with_pkcs1_and_pss_and_the_rsa_crate_verifies() {
+    const NAME: &str = "rsa_signs_with_pkcs1_and_pss_and_the_rsa_crate_verifies";
     if child(NAME) {
         use rsa::pkcs8::DecodePublicKey;
         use rsa::traits::PublicKeyParts;
@@ -718,6 +720,35 @@ fn rsa_signs_with_the_pkcs1_mechanisms_and_the_rsa_crate_verifies() {
         assert!(verify("sha256", &digest, &sig));
         let e = s.sign(&Mechanism::RsaPkcs, key, &digest).unwrap_err();
         assert_eq!(rv(e), RvError::DataInvalid);
+        // PSS with the parameters the daemon uses (MGF1 of the hash, salt =
+        // digest length); other parameters are refused.
+        use cryptoki::mechanism::MechanismType;
+        use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+        let pss256 = PkcsPssParams {
+            hash_alg: MechanismType::SHA256,
+            mgf: PkcsMgfType::MGF1_SHA256,
+            s_len: 32.into(),
+        };
+        let pss_ok = |digest: &[u8], sig: &[u8]| {
+            pk.verify(rsa::Pss::<sha2::Sha256>::new_with_salt(32), digest, sig)
+                .is_ok()
+        };
+        let sig = s
+            .sign(&Mechanism::Sha256RsaPkcsPss(pss256), key, b"a TUF root")
+            .unwrap();
+        assert!(pss_ok(&sha2::Sha256::digest(b"a TUF root"), &sig));
+        let sig = s
+            .sign(&Mechanism::RsaPkcsPss(pss256), key, &digest)
+            .unwrap();
+        assert!(pss_ok(&digest, &sig));
+        let salt0 = PkcsPssParams {
+            s_len: 0.into(),
+            ..pss256
+        };
+        let e = s
+            .sign(&Mechanism::Sha256RsaPkcsPss(salt0), key, b"x")
+            .unwrap_err();
+        assert_eq!(rv(e), RvError::MechanismParamInvalid);
         let e = s.sign(&Mechanism::Ecdsa, key, &digest).unwrap_err();
         assert_eq!(rv(e), RvError::KeyTypeInconsistent);
         return;
@@ -727,11 +758,26 @@ fn rsa_signs_with_the_pkcs1_mechanisms_and_the_rsa_crate_verifies() {
     let out = f.run_child(NAME, &[], &[]);
     assert_child_ok(&f, &out);
     let lines = f.sign_lines();
-    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    let schemes: Vec<&str> = lines
+        .iter()
+        .map(|l| l["scheme"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        schemes,
+        [
+            "rsa-pkcs1v15",
+            "rsa-pkcs1v15",
+            "rsa-pkcs1v15",
+            "rsa-pss",
+            "rsa-pss"
+        ],
+        "{lines:#?}"
+    );
     assert!(
         lines
             .iter()
-            .all(|l| l["outcome"] == "ok" && l["scheme"] == "rsa-pkcs1v15" && l["slot"] == "82"),
+            .all(|l| l["outcome"] == "ok" && l["slot"] == "82"),
         "{lines:#?}"
     );
 }
