@@ -236,3 +236,63 @@ fn yubikey_4_keys_are_learnt_from_their_attestation() {
     ));
     assert!(token.serial() > 0, "serial through the OTP applet");
 }
+
+/// Before 5.3 an imported key cannot be attested and has no metadata: right
+/// after the import it is described from the imported material; after a
+/// reconnect only through a certificate in its slot (then with the slot's
+/// default PIN policy and an unknown origin), and it signs again.
+#[test]
+fn imported_keys_before_5_3_are_known_through_their_certificate() {
+    let (f, mut token) = token(FirmwareVersion::new(5, 2, 7));
+    let secret = [0x42u8; 32];
+    let key = token
+        .import_key(
+            SlotId::Authentication,
+            &ImportKey::ec(Algorithm::EccP256, &secret),
+            PinPolicy::Never,
+            TouchPolicy::Never,
+        )
+        .unwrap();
+    assert_eq!(
+        key.public_key,
+        ImportKey::ec(Algorithm::EccP256, &secret)
+            .public_key()
+            .unwrap()
+    );
+    assert_eq!(key.origin, Some(signer_lib::KeyOrigin::Imported));
+    let d = HashAlgorithm::Sha256.digest(b"m");
+    let input = SignInput::Digest {
+        hash: HashAlgorithm::Sha256,
+        digest: &d,
+    };
+    sign(&mut token, &key, SignatureScheme::Ecdsa, input);
+    let signer = signer_lib::signer::TokenSigner::new(token, SlotId::Authentication).unwrap();
+    let (cert, mut token) = signer_lib::signer::self_signed_certificate(
+        signer,
+        "imported",
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+
+    token.disconnect();
+    assert!(
+        matches!(
+            token.key(SlotId::Authentication),
+            Err(Error::KeyNotFound { .. })
+        ),
+        "without metadata, attestation or certificate the key cannot be described"
+    );
+    token.authenticate(&f.factory_management_key()).unwrap();
+    token
+        .put_certificate(SlotId::Authentication, &cert)
+        .unwrap();
+    token.disconnect();
+    let known = token.key(SlotId::Authentication).unwrap();
+    assert_eq!(known.public_key, key.public_key, "from the certificate");
+    assert_eq!(known.origin, None);
+    assert_eq!(known.pin_policy, PinPolicy::Once, "9a's default");
+    token
+        .verify_pin(&signer_lib::Pin::parse_pin("123456").unwrap())
+        .unwrap();
+    sign(&mut token, &known, SignatureScheme::Ecdsa, input);
+}
