@@ -108,7 +108,7 @@ impl Plan {
 
 fn describe(key: &KeyInfo) -> String {
     format!(
-        "key {} (slot {}) is a {} key",
+        "key {} in slot {} ({})",
         key.key_id,
         key.slot,
         key.algorithm()
@@ -144,7 +144,7 @@ pub fn plan(key: &KeyInfo, asked: Asked) -> Result<Plan, Status> {
         }
         (None, _) => {
             return Err(Status::invalid_argument(format!(
-                "{}, which this daemon cannot sign with",
+                "{} is of a type this daemon cannot sign with",
                 describe(key)
             )));
         }
