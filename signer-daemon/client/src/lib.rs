@@ -694,6 +694,27 @@ impl Client {
         Ok(r)
     }
 
+    /// [`Client::sign_with`] through the unary `Sign` call (no touch
+    /// events), checked the same way.
+    pub async fn sign_unary_with(
+        &mut self,
+        key: pb::KeyRef,
+        signing: &Signing,
+    ) -> Result<pb::SignResponse, Error> {
+        let expected = signing
+            .expected_digest()
+            .ok_or_else(|| Error::bad("no hash algorithm: set Signing::hash"))?;
+        let request = self.request(signing.request(key));
+        let r = self.inner.sign(request).await?.into_inner();
+        check_answer(&r, signing.hash, &expected)?;
+        if r.padding != signing.padding as i32 {
+            return Err(Error::bad(
+                "the daemon returned a signature with another RSA padding",
+            ));
+        }
+        Ok(r)
+    }
+
     /// Attest a key: certificates and the daemon's verdict.
     pub async fn attest(&mut self, key: pb::KeyRef) -> Result<pb::AttestResponse, Error> {
         let r = self.request(pb::AttestRequest { key: Some(key) });
