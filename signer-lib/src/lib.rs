@@ -41,8 +41,8 @@ pub mod transport;
 
 pub use error::{Error, Result};
 pub use model::{
-    Algorithm, FirmwareVersion, HashAlgorithm, KeyInfo, KeyOrigin, PinPolicy, PublicKey,
-    SignInput, SignatureScheme, SlotId, TokenInfo, TokenKind, TouchPolicy,
+    Algorithm, FirmwareVersion, HashAlgorithm, KeyInfo, KeyOrigin, PinPolicy, PublicKey, SignInput,
+    SignatureScheme, SlotId, TokenInfo, TokenKind, TouchPolicy,
 };
 pub use secret::{ManagementKey, ManagementKeyAlgorithm, Pin, Puk};
 pub use selector::TokenSelector;

@@ -162,7 +162,9 @@ impl EmulatedToken {
     pub fn attestation_root_pem(&self) -> Result<String> {
         let der = self.attestation_root_der()?;
         let mut certs = vec![der];
-        certs.extend(crate::attestation::anchors::embedded_intermediates(&certs[0])?);
+        certs.extend(crate::attestation::anchors::embedded_intermediates(
+            &certs[0],
+        )?);
         let mut out = String::new();
         for der in &certs {
             out.push_str(
