@@ -129,6 +129,12 @@ pub struct InitArgs {
     /// "Firmware generations".
     #[arg(long, value_name = "X.Y.Z", default_value = "5.7.4", value_parser = parse_firmware)]
     pub firmware: FirmwareVersion,
+    /// Make the card with PIN complexity enforced (firmware 5.7+ only): a
+    /// new PIN or PUK that is one character repeated or a commonly used
+    /// value is refused (6985), and the device info says so. See README
+    /// "PIN complexity".
+    #[arg(long)]
+    pub pin_complexity: bool,
 }
 
 /// `signer-daemon emulated root`
@@ -255,6 +261,7 @@ pub fn emulated(cmd: EmulatedCommand) -> CliResult {
                     serial: args.serial,
                     firmware: args.firmware,
                     management_key_algorithm: args.mgmt_key_alg,
+                    pin_complexity: args.pin_complexity,
                 },
             )?;
             let mut token = token;
@@ -272,6 +279,9 @@ pub fn emulated(cmd: EmulatedCommand) -> CliResult {
                 token.management_key_algorithm()
             );
             println!("PIN: 123456 (factory default), PUK: 12345678 (factory default)");
+            if args.pin_complexity {
+                println!("PIN complexity: enforced");
+            }
             Ok(())
         }
         EmulatedCommand::Root(args) => {

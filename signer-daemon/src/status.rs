@@ -40,6 +40,7 @@ pub fn code_of(e: &Error) -> Code {
         | Error::PinRejectedEarlier { .. }
         | Error::PukBlocked
         | Error::InvalidPin { .. }
+        | Error::PinComplexity { .. }
         | Error::PinRequired { .. }
         | Error::NotAttestable { .. }
         // An X25519 key: the key exists but cannot do what was asked.

@@ -19,6 +19,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     // ----- PIN / PUK -------------------------------------------------------
+    /// The token refused the new PIN or PUK under its PIN complexity
+    /// policy (a YubiKey 5.7+ made with PIN complexity on answers `6985`).
+    /// The current PIN or PUK was right and nothing changed. Choose a value
+    /// that is not one character repeated and not a commonly used one.
+    #[error("the new {what} is refused by the token's PIN complexity policy: {rule}")]
+    PinComplexity {
+        /// "PIN" or "PUK".
+        what: &'static str,
+        /// The rule it breaks, in words.
+        rule: &'static str,
+    },
+
     /// The card rejected the PIN. Likely cause: a typo or a stale PIN file.
     /// The PIN is not retried automatically; the next wrong attempt costs
     /// another try.

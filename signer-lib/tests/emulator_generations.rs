@@ -38,6 +38,7 @@ fn init(dir: &Path, name: &str, firmware: FirmwareVersion) -> EmulatedToken {
             serial: Some(12_345_678),
             firmware,
             management_key_algorithm: None,
+            ..Default::default()
         },
     )
     .unwrap()
@@ -592,6 +593,7 @@ fn reset_restores_the_factory_management_key_of_the_generation() {
                     serial: Some(1),
                     firmware: fw,
                     management_key_algorithm: Some(at_init),
+                    ..Default::default()
                 },
             )
             .unwrap(),

@@ -27,6 +27,7 @@ fn token(firmware: FirmwareVersion) -> (LoopbackFixture, HardwareToken) {
         serial: None,
         firmware,
         management_key_algorithm: None,
+        ..Default::default()
     });
     let mut token = f.fresh(TouchSetup::approve()).unwrap();
     token.authenticate(&f.factory_management_key()).unwrap();

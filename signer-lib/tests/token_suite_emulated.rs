@@ -14,6 +14,7 @@ mod firmware_5_4_tdes {
             serial: Some(7_654_321),
             firmware: signer_lib::FirmwareVersion::new(5, 4, 3),
             management_key_algorithm: None,
+            ..Default::default()
         }
     ));
 }

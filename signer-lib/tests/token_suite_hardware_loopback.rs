@@ -24,6 +24,7 @@ mod firmware_5_2_7 {
             serial: None,
             firmware: signer_lib::FirmwareVersion::new(5, 2, 7),
             management_key_algorithm: None,
+            ..Default::default()
         }
     ));
 }
@@ -34,6 +35,7 @@ mod firmware_4_3_7 {
             serial: None,
             firmware: signer_lib::FirmwareVersion::new(4, 3, 7),
             management_key_algorithm: None,
+            ..Default::default()
         }
     ));
 }

@@ -27,6 +27,7 @@ fn generation(
         serial: None,
         firmware,
         management_key_algorithm: None,
+        ..Default::default()
     };
     signer_lib::testing::run_generation(|| VpcdFixture::with_options(reader, options.clone()));
 }

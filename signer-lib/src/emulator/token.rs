@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::emulator::card::{
     Card, DEFAULT_FIRMWARE, FactorySettings, KeyMetadata, default_management_key_algorithm,
+    pin_complexity,
 };
 use crate::emulator::soft_key::random_bytes;
 use crate::emulator::state_file::StateFile;
@@ -31,6 +32,9 @@ pub struct InitOptions {
     /// Management key algorithm; the firmware's default when `None`
     /// (AES-192 from 5.7, 3DES before).
     pub management_key_algorithm: Option<ManagementKeyAlgorithm>,
+    /// Enforce PIN complexity (a YubiKey made with it on; firmware 5.7+
+    /// only, see [`crate::emulator::card::pin_complexity`]). Default off.
+    pub pin_complexity: bool,
 }
 
 impl Default for InitOptions {
@@ -39,6 +43,7 @@ impl Default for InitOptions {
             serial: None,
             firmware: DEFAULT_FIRMWARE,
             management_key_algorithm: None,
+            pin_complexity: false,
         }
     }
 }
@@ -116,7 +121,17 @@ impl EmulatedToken {
                 .management_key_algorithm
                 .unwrap_or_else(|| default_management_key_algorithm(options.firmware)),
         };
-        let state = Card::manufacture(&settings)?;
+        if options.pin_complexity && !pin_complexity::supported(options.firmware) {
+            return Err(Error::NotSupported {
+                what: format!(
+                    "PIN complexity on firmware {} (it arrived with {})",
+                    options.firmware,
+                    pin_complexity::SINCE
+                ),
+            });
+        }
+        let mut state = Card::manufacture(&settings)?;
+        state.pin_complexity = options.pin_complexity;
         let file = StateFile::create(path.as_ref(), &state)?;
         Ok(EmulatedToken {
             card: Card::new(state, open.touch, open.timing),

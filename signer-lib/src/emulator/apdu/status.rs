@@ -36,7 +36,7 @@ pub(super) fn status_of(error: &Error) -> StatusWord {
         | Error::SlotNotAllowed { .. }
         | Error::NotAttestable { .. } => StatusWord::IncorrectData,
         Error::TooLarge { .. } => StatusWord::NotEnoughMemory,
-        Error::ResetNotAllowed => StatusWord::ConditionsNotSatisfied,
+        Error::ResetNotAllowed | Error::PinComplexity { .. } => StatusWord::ConditionsNotSatisfied,
         _ => StatusWord::NoPreciseDiagnosis,
     }
 }

@@ -27,6 +27,8 @@ mod info_tag {
     pub const CHALLENGE_RESPONSE_TIMEOUT: u32 = 0x07;
     pub const DEVICE_FLAGS: u32 = 0x08;
     pub const CONFIG_LOCK: u32 = 0x0a;
+    /// 1 when the device enforces PIN complexity (firmware 5.7+).
+    pub const PIN_COMPLEXITY: u32 = 0x16;
 }
 
 /// Capability bit of the PIV applet (the only one emulated).
@@ -77,6 +79,11 @@ fn device_info(card: &mut Card) -> Option<Vec<u8>> {
         (info_tag::CONFIG_LOCK, &[0][..]),
     ] {
         tlv::write(&mut tlvs, t, value).ok()?;
+    }
+    // Only a card made with PIN complexity says so (firmware 5.7+; the tag
+    // is absent on older firmware, as yubikit reads it: absent = off).
+    if card.state().pin_complexity() {
+        tlv::write(&mut tlvs, info_tag::PIN_COMPLEXITY, &[1]).ok()?;
     }
     let len = u8::try_from(tlvs.len()).ok()?;
     let mut out = Vec::with_capacity(tlvs.len() + 1);

@@ -24,6 +24,7 @@ mod attest;
 // E2 (firmware generations, MOVE/DELETE KEY): see firmware.rs, move_key.rs.
 pub mod firmware;
 mod move_key;
+pub mod pin_complexity; // E7
 pub mod state;
 
 use std::sync::Arc;
@@ -466,6 +467,7 @@ impl Card {
             self.touched_state();
         }
         let new = strict_reference(new, which.name())?;
+        self.check_pin_complexity(new.as_bytes(), which.name())?; // E7
         let value = state::SecretBytes::new(new.as_bytes());
         match which {
             Reference::Pin => self.state.pin = value,
@@ -473,6 +475,18 @@ impl Card {
         }
         self.touched_state();
         Ok(())
+    }
+
+    /// E7: with PIN complexity on, a new PIN or PUK must satisfy
+    /// [`pin_complexity::RULES`] ([`Error::PinComplexity`] otherwise).
+    fn check_pin_complexity(&self, new: &[u8], what: &'static str) -> Result<()> {
+        if !self.state.pin_complexity {
+            return Ok(());
+        }
+        match pin_complexity::violation(new) {
+            Some((_, rule)) => Err(Error::PinComplexity { what, rule }),
+            None => Ok(()),
+        }
     }
 
     fn counter_mut(&mut self, which: Reference) -> &mut RetryCounter {
@@ -512,6 +526,7 @@ impl Card {
             self.touched_state();
         }
         let new_pin = strict_reference(new_pin, "PIN")?;
+        self.check_pin_complexity(new_pin.as_bytes(), "PIN")?; // E7
         self.state.pin = state::SecretBytes::new(new_pin.as_bytes());
         self.state.pin_retries.remaining = self.state.pin_retries.max;
         self.session.pin_verified = false;

@@ -245,6 +245,11 @@ pub struct CardState {
     /// DER certificate of the emulated attestation root that signed the f9
     /// certificate. Its private key is not kept (as Yubico keeps its own).
     pub(crate) attestation_root: Option<Vec<u8>>,
+    /// PIN complexity enforced (firmware 5.7+, chosen at init; see
+    /// [`crate::emulator::card::pin_complexity`]). Absent in files written
+    /// without it, and not written when off, so those files are unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) pin_complexity: bool,
 }
 
 /// What a fresh token looks like.
@@ -289,7 +294,13 @@ impl CardState {
             keys: BTreeMap::new(),
             objects: Objects::default(),
             attestation_root: None,
+            pin_complexity: false,
         }
+    }
+
+    /// Whether PIN complexity is enforced (set at init, kept by RESET).
+    pub fn pin_complexity(&self) -> bool {
+        self.pin_complexity
     }
 
     /// Serial number.
