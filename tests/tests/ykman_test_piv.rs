@@ -84,6 +84,9 @@ struct JustifiedSkip {
     reason: &'static str,
     /// Why skipping it is right, printed with the summary.
     why: &'static str,
+    /// E7: only in runs whose card has PIN complexity on (`Some(true)`) or
+    /// off (`Some(false)`); `None`: every run.
+    pin_complexity: Option<bool>,
 }
 
 /// The skips allowed, each with its justification. The emulated card is a
@@ -98,6 +101,7 @@ const JUSTIFIED_SKIPS: &[JustifiedSkip] = &[
         why: "only a YubiKey 4 FIPS refuses PIN policy NEVER; the emulated card is a \
               YubiKey 5, not FIPS (its device info has no FIPS flag), and the suite's \
               companion test_sign_with_pin_policy_never_does_not_require_pin runs and passes",
+        pin_complexity: None,
     },
     JustifiedSkip {
         test: "TestPinComplexity::",
@@ -106,7 +110,19 @@ const JUSTIFIED_SKIPS: &[JustifiedSkip] = &[
         why: "PIN complexity is enforced only by YubiKeys made with it switched on (the \
               YubiKey 5 FIPS series and the 'enhanced PIN' models: device info tag \
               PIN_COMPLEXITY, set at the factory, never by a command); the emulated card is a \
-              standard YubiKey 5, which accepts these PINs",
+              standard YubiKey 5, which accepts these PINs (the run with \
+              `emulated init --pin-complexity` passes them)",
+        pin_complexity: Some(false),
+    },
+    JustifiedSkip {
+        test: "TestPinComplexity::test_invalid_pins_prerelease",
+        cases: 3,
+        reason: "Condition not satisfied",
+        why: "the blocklist of pre-release (non-FINAL) firmware; the emulated card is \
+              release firmware (its device info has no version qualifier, which yubikit \
+              reads as FINAL), so the suite runs test_invalid_pins_standard instead, which \
+              passes",
+        pin_complexity: Some(true),
     },
     JustifiedSkip {
         test: "TestBioMpe::test_verify_uv_without_fingerprints",
@@ -114,6 +130,7 @@ const JUSTIFIED_SKIPS: &[JustifiedSkip] = &[
         reason: "Requires YubiKey Bio with PIV",
         why: "needs a fingerprint sensor (YubiKey Bio Multi-protocol Edition); the emulated \
               card claims none",
+        pin_complexity: None,
     },
 ];
 
@@ -137,6 +154,8 @@ struct Run {
     /// tests). The suite gates these by the firmware version the card
     /// reports, as it does on a real YubiKey of that firmware.
     firmware_skips: &'static [(&'static str, usize)],
+    /// E7: the card is made with `--pin-complexity` (in `init_args`).
+    pin_complexity: bool,
 }
 
 /// What firmware 5.0 to 5.2 lacks, as the suite skips it: GET METADATA
@@ -320,6 +339,12 @@ fn run_suite(sandbox: &Sandbox, run: &Run) -> (Vec<Case>, Option<i32>, PathBuf) 
     (cases, code, log)
 }
 
+/// Whether a justified skip is one for this run's card.
+fn applies(skip: &JustifiedSkip, run: &Run) -> bool {
+    skip.pin_complexity
+        .is_none_or(|on| on == run.pin_complexity)
+}
+
 /// The summary (counts, failures grouped by cause, skips with their
 /// reasons and justifications), and the list of problems (empty: the suite
 /// passed).
@@ -380,7 +405,7 @@ fn judge(cases: &[Case], exit: Option<i32>, run: &Run) -> (String, Vec<String>) 
         }
         let justified = JUSTIFIED_SKIPS
             .iter()
-            .position(|j| c.id.starts_with(j.test) && c.message == j.reason);
+            .position(|j| applies(j, run) && c.id.starts_with(j.test) && c.message == j.reason);
         match justified {
             Some(i) => {
                 seen[i] += 1;
@@ -399,7 +424,7 @@ fn judge(cases: &[Case], exit: Option<i32>, run: &Run) -> (String, Vec<String>) 
         }
     }
     for (j, n) in JUSTIFIED_SKIPS.iter().zip(&seen) {
-        if *n != j.cases {
+        if applies(j, run) && *n != j.cases {
             problems.push(format!(
                 "{}: {n} of its {} cases skipped with {:?} (the justification no longer \
                  matches the suite)",
@@ -514,6 +539,7 @@ fn yubicos_test_piv_passes_on_the_emulated_yubikey_5_7() {
         atr: "nfc",
         reader: true,
         firmware_skips: &[],
+        pin_complexity: false,
     });
 }
 
@@ -528,6 +554,7 @@ fn yubicos_test_piv_passes_on_the_emulated_yubikey_5_4() {
         atr: "nfc",
         reader: true,
         firmware_skips: BEFORE_5_7_SKIPS,
+        pin_complexity: false,
     });
 }
 
@@ -543,6 +570,7 @@ fn yubicos_test_piv_passes_on_the_emulated_yubikey_5_4_with_an_aes_key() {
         atr: "nfc",
         reader: true,
         firmware_skips: BEFORE_5_7_SKIPS,
+        pin_complexity: false,
     });
 }
 
@@ -556,6 +584,7 @@ fn yubicos_test_piv_passes_on_the_emulated_yubikey_5_2() {
         atr: "nfc",
         reader: true,
         firmware_skips: BEFORE_5_3_SKIPS,
+        pin_complexity: false,
     });
 }
 
@@ -573,5 +602,31 @@ fn yubicos_test_piv_passes_on_the_emulated_yubikey_4() {
         atr: "usb",
         reader: false,
         firmware_skips: BEFORE_5_3_SKIPS,
+        pin_complexity: false,
+    });
+}
+
+/// E7: a YubiKey 5.7.4 made with PIN complexity on (`emulated init
+/// --pin-complexity`): its device info says so, the suite's `keys` fixture
+/// moves PIN, PUK and management key off the factory values first (as it
+/// does for such a YubiKey), every test runs with those, and
+/// `TestPinComplexity` runs and passes (a repeated character and, on release
+/// firmware, abc123/password/123123 are refused with 6985).
+#[test]
+fn yubicos_test_piv_passes_on_the_emulated_yubikey_5_7_with_pin_complexity() {
+    suite_on_emulated_card(&Run {
+        test_name: "yubicos_test_piv_passes_on_the_emulated_yubikey_5_7_with_pin_complexity",
+        label: "5.7.4-pin-complexity",
+        init_args: &[
+            "--firmware",
+            "5.7.4",
+            "--mgmt-key-alg",
+            "aes192",
+            "--pin-complexity",
+        ],
+        atr: "nfc",
+        reader: true,
+        firmware_skips: &[],
+        pin_complexity: true,
     });
 }
