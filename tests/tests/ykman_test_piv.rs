@@ -90,8 +90,8 @@ struct JustifiedSkip {
 }
 
 /// The skips allowed, each with its justification. The emulated card is a
-/// YubiKey 5 (firmware 5.7.4, not FIPS, no fingerprint sensor, no PIN
-/// complexity), and its device info says so; these tests are for other
+/// YubiKey 5 (firmware 5.7.4, not FIPS, no fingerprint sensor, PIN
+/// complexity only in the run made with it), and its device info says so; these tests are for other
 /// hardware, and on a real YubiKey 5 they skip for the same reason.
 const JUSTIFIED_SKIPS: &[JustifiedSkip] = &[
     JustifiedSkip {
@@ -109,9 +109,9 @@ const JUSTIFIED_SKIPS: &[JustifiedSkip] = &[
         reason: "Requires YubiKey with PIN complexity enabled",
         why: "PIN complexity is enforced only by YubiKeys made with it switched on (the \
               YubiKey 5 FIPS series and the 'enhanced PIN' models: device info tag \
-              PIN_COMPLEXITY, set at the factory, never by a command); the emulated card is a \
-              standard YubiKey 5, which accepts these PINs (the run with \
-              `emulated init --pin-complexity` passes them)",
+              PIN_COMPLEXITY, set at the factory, never by a command); this run's card is made \
+              without it (the default of `emulated init`, a standard YubiKey 5), which \
+              accepts these PINs; the run with `emulated init --pin-complexity` passes them",
         pin_complexity: Some(false),
     },
     JustifiedSkip {
