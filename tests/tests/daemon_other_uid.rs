@@ -142,12 +142,39 @@ fn another_uid_is_kept_out_then_denied_by_policy_and_audited() {
     assert_eq!(denied[0]["rule"], "default-deny");
     assert_eq!(denied[0]["gid"], NOBODY);
     assert!(denied[0]["pid"].as_u64().unwrap() > 0);
+    // `signerctl list` is ListTokens + ListKeys; each `signerctl sign`
+    // without --padding also asks GetPublicKey (operation "list") for the
+    // key's type, so those are counted apart.
     let listed = lines
         .iter()
-        .filter(|l| l["uid"] == NOBODY && l["outcome"] == "ok" && l["operation"] == "list")
+        .filter(|l| {
+            l["uid"] == NOBODY
+                && l["outcome"] == "ok"
+                && l["operation"] == "list"
+                && (l["rpc"] == "ListTokens" || l["rpc"] == "ListKeys")
+        })
         .collect::<Vec<_>>();
     assert_eq!(listed.len(), 2, "ListTokens and ListKeys by uid {NOBODY}");
-    assert!(listed.iter().all(|l| l["rule"] == "nobody-lists"));
+    let lookups = lines
+        .iter()
+        .filter(|l| l["uid"] == NOBODY && l["rpc"] == "GetPublicKey")
+        .collect::<Vec<_>>();
+    assert!(
+        !lookups.is_empty(),
+        "signerctl sign looks the key up: {lines:#?}"
+    );
+    assert!(
+        lookups
+            .iter()
+            .all(|l| l["outcome"] == "ok" && l["operation"] == "list"),
+        "{lookups:#?}"
+    );
+    assert!(
+        listed
+            .iter()
+            .chain(lookups.iter())
+            .all(|l| l["rule"] == "nobody-lists")
+    );
     let signed: Vec<_> = lines
         .iter()
         .filter(|l| l["uid"] == NOBODY && l["outcome"] == "ok" && l["operation"] == "sign")
