@@ -106,7 +106,7 @@ impl<'a> PivChannel<'a> {
     /// and with every `61xx` continuation collected by GET RESPONSE. The
     /// status word of the final part is returned (with all the data).
     pub fn transmit(&mut self, command: &CommandApdu) -> Result<ResponseApdu> {
-        let mut response = if command.data.len() > SHORT_DATA {
+        let response = if command.data.len() > SHORT_DATA {
             let parts: Vec<&[u8]> = command.data.chunks(SHORT_DATA).collect();
             let last = parts.len() - 1;
             let mut response = None;
@@ -128,6 +128,12 @@ impl<'a> PivChannel<'a> {
         } else {
             self.exchange(command)?
         };
+        self.collect_more_data(response)
+    }
+
+    /// Collect the `61xx` continuations of `response` with GET RESPONSE
+    /// (bounded by 64 KiB).
+    fn collect_more_data(&mut self, mut response: ResponseApdu) -> Result<ResponseApdu> {
         let mut data = Zeroizing::new(std::mem::take(&mut *response.data));
         while let StatusWord::MoreData(n) = response.sw {
             let le = if n == 0 { 256 } else { usize::from(n) };
@@ -403,21 +409,8 @@ impl<'a> PivChannel<'a> {
     /// Send one command as a single extended-length APDU (no chaining),
     /// collecting `61xx` continuations if the card still sends any.
     pub fn transmit_extended(&mut self, command: &CommandApdu) -> Result<ResponseApdu> {
-        let mut response = self.exchange(command)?;
-        let mut data = Zeroizing::new(std::mem::take(&mut *response.data));
-        while let StatusWord::MoreData(n) = response.sw {
-            let le = if n == 0 { 256 } else { usize::from(n) };
-            let get = CommandApdu::new(0, ins::GET_RESPONSE, 0, 0).with_le(le);
-            response = self.exchange(&get)?;
-            data.extend_from_slice(&response.data);
-            if data.len() > MAX_RESPONSE {
-                return Err(protocol("the card's response exceeds 64 KiB"));
-            }
-        }
-        Ok(ResponseApdu {
-            data,
-            sw: response.sw,
-        })
+        let response = self.exchange(command)?;
+        self.collect_more_data(response)
     }
 
     /// GENERATE ASYMMETRIC KEY PAIR; returns the public key.
