@@ -63,6 +63,17 @@ fn run(bin: &Path, args: &[&str]) -> Result<()> {
 
 /// Make an emulated token with a P-256 key in 9c (PIN never, touch never).
 pub fn make_token(bin: &Path, dir: &Path, name: &str, serial: u32) -> Result<PathBuf> {
+    make_token_with_touch(bin, dir, name, serial, "never")
+}
+
+/// The same with the key's touch policy `touch` (`never`, `always`).
+pub fn make_token_with_touch(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    serial: u32,
+    touch: &str,
+) -> Result<PathBuf> {
     let state = dir.join(format!("{name}.state"));
     let s = state.to_string_lossy().to_string();
     run(
@@ -90,7 +101,7 @@ pub fn make_token(bin: &Path, dir: &Path, name: &str, serial: u32) -> Result<Pat
             "--pin-policy",
             "never",
             "--touch-policy",
-            "never",
+            touch,
         ],
     )?;
     Ok(state)
@@ -106,6 +117,7 @@ impl Daemon {
         selectors: &[String],
         audit_log: &Path,
         extra: &[&str],
+        env: &[(&str, &str)],
     ) -> Result<Daemon> {
         let socket = dir.join(format!("{name}.sock"));
         let log = std::fs::File::create(dir.join(format!("{name}.log")))
@@ -122,6 +134,8 @@ impl Daemon {
             .args(["--log-level", "warn"])
             .args(extra)
             .env_remove("SIGNER_SOCKET")
+            .env_remove("SIGNER_EMULATED_TOUCH")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

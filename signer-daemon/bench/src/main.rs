@@ -95,6 +95,8 @@ enum Target {
     DaemonBaseline,
     DaemonTmpfs,
     DaemonTwoTokens,
+    DaemonCardBound,
+    DaemonCardBoundTwo,
     DaemonPcsc,
     SshAgent,
     Notary,
@@ -103,7 +105,7 @@ enum Target {
 }
 
 impl Target {
-    const ALL: [Target; 14] = [
+    const ALL: [Target; 16] = [
         Target::PrimitiveP256,
         Target::PrimitiveP384,
         Target::OpenSslP256,
@@ -113,6 +115,8 @@ impl Target {
         Target::DaemonBaseline,
         Target::DaemonTmpfs,
         Target::DaemonTwoTokens,
+        Target::DaemonCardBound,
+        Target::DaemonCardBoundTwo,
         Target::DaemonPcsc,
         Target::SshAgent,
         Target::Notary,
@@ -131,6 +135,8 @@ impl Target {
             Target::DaemonBaseline => "daemon-baseline",
             Target::DaemonTmpfs => "daemon-audit-tmpfs",
             Target::DaemonTwoTokens => "daemon-two-tokens",
+            Target::DaemonCardBound => "daemon-card-bound",
+            Target::DaemonCardBoundTwo => "daemon-card-bound-two-tokens",
             Target::DaemonPcsc => "daemon-pcsc",
             Target::SshAgent => "ssh-agent",
             Target::Notary => "notary-signer",
@@ -150,6 +156,12 @@ impl Target {
             Target::DaemonBaseline => "signer-daemon --baseline-bin, audit durable on disk",
             Target::DaemonTmpfs => "signer-daemon, audit on tmpfs (NOT durable)",
             Target::DaemonTwoTokens => "signer-daemon, two emulated tokens, durable",
+            Target::DaemonCardBound => {
+                "signer-daemon, one token that takes 2 ms per signature (touch-always key, emulated touch after 2 ms), durable"
+            }
+            Target::DaemonCardBoundTwo => {
+                "signer-daemon, two tokens that take 2 ms per signature each, durable"
+            }
             Target::DaemonPcsc => {
                 "signer-daemon --token yubikey: emulated card via pcscd+vpcd, durable"
             }
@@ -178,6 +190,8 @@ struct Peers {
     daemon_baseline: Option<daemon::Daemon>,
     daemon_tmpfs: Option<daemon::Daemon>,
     daemon_two: Option<daemon::Daemon>,
+    daemon_card: Option<daemon::Daemon>,
+    daemon_card_two: Option<daemon::Daemon>,
     daemon_pcsc: Option<daemon::Daemon>,
     bridge: Option<daemon::Bridge>,
     agent: Option<Arc<ssh_agent::Agent>>,
@@ -186,6 +200,10 @@ struct Peers {
     ours: Option<Arc<pkcs11::Module>>,
     daemon_pkcs11: Option<daemon::Daemon>,
 }
+
+/// The emulated touch of the card-bound rows' touch-always keys: each
+/// signature waits this long, as a card's would.
+const CARD_TOUCH: &str = "approve-after:2";
 
 /// Set by the parent to the private SoftHSM2 token directory it made.
 const SOFTHSM_DIR_ENV: &str = "SIGNER_BENCH_SOFTHSM_DIR";
@@ -253,6 +271,8 @@ fn real_main(args: &Args) -> Result<()> {
         daemon_baseline: None,
         daemon_tmpfs: None,
         daemon_two: None,
+        daemon_card: None,
+        daemon_card_two: None,
         daemon_pcsc: None,
         bridge: None,
         agent: None,
@@ -275,8 +295,7 @@ fn real_main(args: &Args) -> Result<()> {
                 "durable",
                 &[daemon::emulated(&token_a)],
                 &dir.path().join("audit.jsonl"),
-                &[],
-            )
+                &[], &[],)
             .await?;
             cold_starts.push(d.cold_start);
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -294,8 +313,7 @@ fn real_main(args: &Args) -> Result<()> {
                     "baseline",
                     &[daemon::emulated(&token)],
                     &dir.path().join("audit-baseline.jsonl"),
-                    &[],
-                )
+                    &[], &[],)
                 .await?,
             );
         }
@@ -307,8 +325,7 @@ fn real_main(args: &Args) -> Result<()> {
                     "tmpfs",
                     &[daemon::emulated(&token_b)],
                     &tmpfs_dir.path().join("audit.jsonl"),
-                    &[],
-                )
+                    &[], &[],)
                 .await?,
             );
         }
@@ -320,7 +337,42 @@ fn real_main(args: &Args) -> Result<()> {
                     "two",
                     &[daemon::emulated(&token_c), daemon::emulated(&token_d)],
                     &dir.path().join("audit-two.jsonl"),
+                    &[], &[],)
+                .await?,
+            );
+        }
+        // The card-bound rows: tokens whose touch-always key waits 2 ms for
+        // the emulated touch (no CPU), so the tokens, not the machine's
+        // cores, limit throughput: what two tokens give over one shows
+        // whether the workers serialize.
+        let card_touch = [("SIGNER_EMULATED_TOUCH", CARD_TOUCH)];
+        if has(Target::DaemonCardBound) {
+            let t = daemon::make_token_with_touch(&bin, dir.path(), "token-g", 20000008, "always")?;
+            peers.daemon_card = Some(
+                daemon::Daemon::start(
+                    &bin,
+                    dir.path(),
+                    "card",
+                    &[daemon::emulated(&t)],
+                    &dir.path().join("audit-card.jsonl"),
                     &[],
+                    &card_touch,
+                )
+                .await?,
+            );
+        }
+        if has(Target::DaemonCardBoundTwo) {
+            let g = daemon::make_token_with_touch(&bin, dir.path(), "token-h", 20000009, "always")?;
+            let h = daemon::make_token_with_touch(&bin, dir.path(), "token-i", 20000010, "always")?;
+            peers.daemon_card_two = Some(
+                daemon::Daemon::start(
+                    &bin,
+                    dir.path(),
+                    "card-two",
+                    &[daemon::emulated(&g), daemon::emulated(&h)],
+                    &dir.path().join("audit-card-two.jsonl"),
+                    &[],
+                    &card_touch,
                 )
                 .await?,
             );
@@ -346,8 +398,7 @@ fn real_main(args: &Args) -> Result<()> {
                     "pcsc",
                     &["yubikey".to_string()],
                     &dir.path().join("audit-pcsc.jsonl"),
-                    &[],
-                )
+                    &[], &[],)
                 .await?,
             );
         }
@@ -377,6 +428,7 @@ fn real_main(args: &Args) -> Result<()> {
             pkcs11::PKCS11_DAEMON,
             &[daemon::emulated(&token)],
             &dir.path().join("audit-pkcs11.jsonl"),
+            &[],
             &[],
         ))?;
         let module = match &args.pkcs11_module {
@@ -510,8 +562,12 @@ fn measure(
         | Target::DaemonBaseline
         | Target::DaemonTmpfs
         | Target::DaemonTwoTokens
+        | Target::DaemonCardBound
+        | Target::DaemonCardBoundTwo
         | Target::DaemonPcsc => {
             let d = match t {
+                Target::DaemonCardBound => &peers.daemon_card,
+                Target::DaemonCardBoundTwo => &peers.daemon_card_two,
                 Target::Daemon => &peers.daemon,
                 Target::DaemonBaseline => &peers.daemon_baseline,
                 Target::DaemonPcsc => &peers.daemon_pcsc,
@@ -763,6 +819,22 @@ impl Report {
                 ));
             }
         }
+        for &c in &self.levels {
+            if c < 2 {
+                continue;
+            }
+            if let (Some(two), Some(one)) = (
+                get(Target::DaemonCardBoundTwo, c),
+                get(Target::DaemonCardBound, c),
+            ) {
+                let r = two.median / one.median;
+                out.push((
+                    format!("conc {c}: two tokens >= 1.7x one token, tokens at 2 ms/signature"),
+                    format!("{r:.2}x ({:.0}/s vs {:.0}/s)", two.median, one.median),
+                    r >= 1.7,
+                ));
+            }
+        }
         if let Some(d) = get(Target::Daemon, 64) {
             out.push((
                 "conc 64: daemon p99 <= 3x p50".into(),
@@ -802,6 +874,10 @@ impl Report {
         );
         println!(
             "client-side work: none in the timed window; every signature of every row verified afterwards (RustCrypto)"
+        );
+        println!(
+            "emulated token's P-256 signatures (this build of signer-lib; bench.sh builds the daemon alike): {}",
+            signer_lib::emulator::P256_SIGNING_BACKEND
         );
         println!();
         println!("| path | clients | sig/s (median) | min..max | p50 µs | p99 µs | × ssh-agent |");
@@ -970,6 +1046,7 @@ impl Report {
             "requests": self.requests,
             "repetitions": self.reps,
             "verification": "none in the timed window; every signature verified afterwards",
+            "emulated_p256_signing": signer_lib::emulator::P256_SIGNING_BACKEND,
             "load_average": {"before": self.load.0, "after": self.load.1},
             "rows": rows,
             "fdatasync_us": {"p50": self.fsync_p50_us, "p99": self.fsync_p99_us},

@@ -31,6 +31,7 @@
 
 pub mod apdu;
 pub mod card;
+pub(crate) mod p256_key;
 pub(crate) mod soft_key;
 pub mod state_file;
 pub mod token;
@@ -38,7 +39,11 @@ pub mod touch;
 
 pub use apdu::{ApduFrontEnd, CardAtr, EmulatedSmartCard};
 pub use card::Card;
+/// Which library computes the emulator's P-256 ECDSA signatures in this build
+/// (RustCrypto by default; OpenSSL with the `emulator-openssl` feature).
+pub use p256_key::BACKEND as P256_SIGNING_BACKEND;
 pub use token::{EMULATED_MODEL, EmulatedToken, InitOptions, OpenOptions};
 pub use touch::{
-    ApproveTouch, DenyTouch, TouchButton, TouchMode, TouchOutcome, TouchSource, TouchTiming,
+    ApproveTouch, DelayedTouch, DenyTouch, TouchButton, TouchMode, TouchOutcome, TouchSource,
+    TouchTiming,
 };

@@ -11,6 +11,7 @@ use p256::pkcs8::EncodePublicKey;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use zeroize::{Zeroize, Zeroizing};
 
+use super::p256_key::P256Key;
 use crate::error::{Error, Result};
 use crate::model::{Algorithm, PublicKey};
 use crate::piv::tlv;
@@ -26,7 +27,7 @@ const TAG_POINT: u32 = 0x86;
 /// A software private key of one of the PIV key types.
 #[derive(Clone)]
 pub(crate) enum SoftKey {
-    P256(p256::ecdsa::SigningKey),
+    P256(P256Key),
     P384(p384::ecdsa::SigningKey),
     /// RSA with e = 65537; the modulus has exactly the algorithm's bit length.
     Rsa(Algorithm, Box<rsa::RsaPrivateKey>),
@@ -200,9 +201,9 @@ impl SoftKey {
                 if scalar.len() != 32 {
                     return Err(invalid());
                 }
-                p256::ecdsa::SigningKey::from_slice(scalar)
+                P256Key::from_slice(scalar)
                     .map(SoftKey::P256)
-                    .map_err(|_| invalid())
+                    .ok_or_else(invalid)
             }
             Algorithm::EccP384 => {
                 if scalar.len() != 48 {
@@ -427,10 +428,7 @@ impl SoftKey {
         use signature::hazmat::PrehashSigner;
         let failed = |e: signature::Error| crypto(format!("ECDSA signing failed: {e}"));
         match self {
-            SoftKey::P256(k) => {
-                let sig: p256::ecdsa::DerSignature = k.sign_prehash(input).map_err(failed)?;
-                Ok(Zeroizing::new(sig.as_bytes().to_vec()))
-            }
+            SoftKey::P256(k) => Ok(Zeroizing::new(k.sign_prehash_der(input)?)),
             SoftKey::P384(k) => {
                 let sig: p384::ecdsa::DerSignature = k.sign_prehash(input).map_err(failed)?;
                 Ok(Zeroizing::new(sig.as_bytes().to_vec()))

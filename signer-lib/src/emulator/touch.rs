@@ -61,6 +61,25 @@ impl TouchSource for ApproveTouch {
     }
 }
 
+/// Grants every touch after a fixed time, without using the CPU: a person
+/// who always touches after that long, or, for a benchmark, a token whose
+/// signatures take that long (how throughput scales with tokens when the
+/// tokens, not the machine, are the limit). A touch that would come after
+/// the token's timeout does not come.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DelayedTouch(pub Duration);
+
+impl TouchSource for DelayedTouch {
+    fn wait(&self, _slot: SlotId, timeout: Duration) -> TouchOutcome {
+        if self.0 > timeout {
+            std::thread::sleep(timeout);
+            return TouchOutcome::TimedOut;
+        }
+        std::thread::sleep(self.0);
+        TouchOutcome::Touched
+    }
+}
+
 /// Refuses every touch.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DenyTouch;
@@ -221,13 +240,15 @@ impl Default for TouchTiming {
 }
 
 /// The touch sources that can be named on a command line or in an
-/// environment variable (`approve`, `deny`).
+/// environment variable (`approve`, `deny`, `approve-after:MS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TouchMode {
     /// [`ApproveTouch`].
     Approve,
     /// [`DenyTouch`].
     Deny,
+    /// [`DelayedTouch`]: `approve-after:MS`, 1 to 60000 milliseconds.
+    ApproveAfter(Duration),
 }
 
 impl TouchMode {
@@ -240,6 +261,7 @@ impl TouchMode {
         match self {
             TouchMode::Approve => Arc::new(ApproveTouch),
             TouchMode::Deny => Arc::new(DenyTouch),
+            TouchMode::ApproveAfter(d) => Arc::new(DelayedTouch(d)),
         }
     }
 
@@ -258,12 +280,23 @@ impl TouchMode {
 impl FromStr for TouchMode {
     type Err = Error;
     fn from_str(s: &str) -> Result<TouchMode> {
-        match s.trim().to_ascii_lowercase().as_str() {
+        let lower = s.trim().to_ascii_lowercase();
+        let refuse = || Error::InvalidPolicy {
+            policy: format!(
+                "emulated touch mode {s:?} (use approve, deny or approve-after:MS with MS from 1 to 60000)"
+            ),
+        };
+        match lower.as_str() {
             "approve" | "" => Ok(TouchMode::Approve),
             "deny" => Ok(TouchMode::Deny),
-            _ => Err(Error::InvalidPolicy {
-                policy: format!("emulated touch mode {s:?} (use approve or deny)"),
-            }),
+            other => {
+                let ms = other
+                    .strip_prefix("approve-after:")
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                    .filter(|ms| (1..=60_000).contains(ms))
+                    .ok_or_else(refuse)?;
+                Ok(TouchMode::ApproveAfter(Duration::from_millis(ms)))
+            }
         }
     }
 }
@@ -271,6 +304,50 @@ impl FromStr for TouchMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn touch_modes_parse_and_refuse() {
+        assert_eq!("approve".parse::<TouchMode>().unwrap(), TouchMode::Approve);
+        assert_eq!(" Deny ".parse::<TouchMode>().unwrap(), TouchMode::Deny);
+        assert_eq!(
+            "approve-after:25".parse::<TouchMode>().unwrap(),
+            TouchMode::ApproveAfter(Duration::from_millis(25))
+        );
+        for bad in [
+            "approve-after:",
+            "approve-after:0",
+            "approve-after:60001",
+            "approve-after:-5",
+            "approve-after:1.5",
+            "approve-after",
+            "maybe",
+        ] {
+            let e = bad.parse::<TouchMode>().unwrap_err().to_string();
+            assert!(e.contains("approve-after:MS"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_delayed_touch_comes_after_its_time_and_not_after_the_timeout() {
+        let source = TouchMode::ApproveAfter(Duration::from_millis(30)).source();
+        let t = std::time::Instant::now();
+        assert_eq!(
+            source.wait(SlotId::Signature, Duration::from_secs(5)),
+            TouchOutcome::Touched
+        );
+        assert!(t.elapsed() >= Duration::from_millis(30));
+        let slow = TouchMode::ApproveAfter(Duration::from_secs(20)).source();
+        let t = std::time::Instant::now();
+        assert_eq!(
+            slow.wait(SlotId::Signature, Duration::from_millis(10)),
+            TouchOutcome::TimedOut
+        );
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(10) && waited < Duration::from_secs(20),
+            "{waited:?}"
+        );
+    }
 
     #[test]
     fn a_press_counts_only_while_waiting() {

@@ -207,7 +207,7 @@ mod issue {
     /// attestation key), Ed25519 (an f9 key imported by its owner).
     fn sign(builder: CertificateBuilder<FixedNames>, issuer: &SoftKey) -> Result<Vec<u8>> {
         let cert = match issuer {
-            SoftKey::P256(k) => builder.build::<_, p256::ecdsa::DerSignature>(k),
+            SoftKey::P256(k) => builder.build::<_, p256::ecdsa::DerSignature>(&**k),
             SoftKey::P384(k) => builder.build::<_, p384::ecdsa::DerSignature>(k),
             SoftKey::Rsa(_, k) => {
                 let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((**k).clone());
