@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tonic::{Code, Status};
 
 use super::Daemon;
-use crate::audit::{AuditRecord, now_rfc3339};
+use crate::audit::{AuditRecord, Expected, now_rfc3339};
 use crate::peer::{PeerConnectInfo, PeerInfo};
 use crate::policy::{Caller, Decision, KeyTarget, Operation};
 use crate::status::code_name;
@@ -23,6 +23,9 @@ pub(crate) struct Call {
     pub started: Instant,
     pub deadline: Instant,
     finished: bool,
+    /// This call's record is on its way (the audit writer's group commit
+    /// waits for it); dropped as the record is queued.
+    expected: Option<Expected>,
 }
 
 impl Call {
@@ -67,6 +70,7 @@ impl Call {
             started,
             deadline: started + timeout,
             finished: false,
+            expected: Some(daemon.audit.expect()),
         }
     }
 
@@ -146,6 +150,7 @@ impl Call {
         }
         self.record.latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let record = std::mem::take(&mut self.record);
+        self.expected.take();
         match self.daemon.audit.write(record).await {
             Ok(()) => result,
             Err(e) => {
@@ -176,6 +181,7 @@ impl Drop for Call {
             "the caller went away before the answer was ready".into()
         });
         self.record.latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        self.expected.take();
         self.daemon
             .audit
             .write_detached(std::mem::take(&mut self.record));
