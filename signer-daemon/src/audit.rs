@@ -399,7 +399,8 @@ struct Coalesce {
 
 impl Coalesce {
     fn window(&self) -> Duration {
-        self.sync_ewma.map_or(Duration::ZERO, |d| (d / 2).min(MAX_COALESCE))
+        self.sync_ewma
+            .map_or(Duration::ZERO, |d| (d / 2).min(MAX_COALESCE))
     }
 
     fn observe(&mut self, took: Duration) {
