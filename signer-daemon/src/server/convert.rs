@@ -210,16 +210,23 @@ pub fn check_signature(
 /// Why the emulated token's signatures are not verified again here: the
 /// release check exists because a card is a separate device whose answer may
 /// be faulty or made with another key than the one listed. The emulated
-/// token is neither: it signs in this process with RustCrypto's
-/// `sign_prehash`, from the private scalar whose public half *is* the listed
-/// key (the emulator derives the SPKI from the scalar when it loads the
-/// state, and the worker checks the slot's key id against the request's
-/// before signing). Verifying would re-run the same library's arithmetic
-/// in the same address space, catching nothing but memory corruption, at
-/// three times the cost of the signature itself (the daemon's largest CPU
-/// cost in the profile, README "Performance"). The DER is still parsed, so
-/// a malformed answer is INTERNAL and never released. Hardware tokens keep
-/// the full check ([`check_and_encode_signature`]).
+/// token is neither: it signs in this process from the private scalar whose
+/// public half *is* the listed key (the emulator derives the SPKI from the
+/// scalar when it loads the state, and the worker checks the slot's key id
+/// against the request's before signing). The arithmetic is RustCrypto's
+/// `sign_prehash`, or, with signer-lib's `emulator-openssl` feature (this
+/// crate's default), OpenSSL's `ECDSA_do_sign` for P-256
+/// (`signer_lib::emulator::P256_SIGNING_BACKEND`). A RustCrypto verification
+/// here would cost about ten times that OpenSSL signature (it costs about
+/// three RustCrypto signatures, ≈300–450 µs on the benchmark machine,
+/// against ≈30 µs; README "Performance") and would guard only against a wrong
+/// answer from one of two widely used ECDSA implementations; that is
+/// checked instead where it costs no caller anything: signer-lib's
+/// `emulator::p256_key` tests verify the backend's signatures with
+/// RustCrypto, the daemon and end-to-end suites verify what clients receive,
+/// and the benchmark verifies every signature of every run. The DER is
+/// still parsed, so a malformed answer is INTERNAL and never released.
+/// Hardware tokens keep the full check ([`check_and_encode_signature`]).
 pub fn encode_emulated_signature(
     key: &KeyInfo,
     der: &[u8],
