@@ -25,13 +25,14 @@
 //! progress holds an [`Expected`] ticket from [`AuditLog::expect`] until its
 //! record is queued. When the writer has taken every waiting record and
 //! tickets are still out (other requests are at the token and will be
-//! audited next), it waits a little for them before the `fdatasync` — at
+//! audited next), it waits a little for them before the `fdatasync`: at
 //! most the recent `fdatasync` time (waiting as long as one `fdatasync`
 //! costs is worth it when it saves one; measured against half and twice
-//! that, README "Performance"), never more than [`MAX_COALESCE`], and not at all while no other request is in progress
-//! (one caller alone never waits). Without it, concurrent callers whose
-//! signatures finish one after another each paid a whole `fdatasync`; with
-//! it, one `fdatasync` covers them (measured in README "Performance").
+//! that), never more than [`MAX_COALESCE`], and not at all while no other
+//! request is in progress (one caller alone never waits). Without it,
+//! concurrent callers whose signatures finish one after another each paid a
+//! whole `fdatasync`; with it, one `fdatasync` covers them (both measured in
+//! README "Performance").
 //! Nothing is released earlier: a record's answer still waits for the
 //! `fdatasync` of its batch.
 //!

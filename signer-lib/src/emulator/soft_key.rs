@@ -197,14 +197,10 @@ impl SoftKey {
     pub(crate) fn from_scalar(algorithm: Algorithm, scalar: &[u8]) -> Result<SoftKey> {
         let invalid = || crypto(format!("invalid {algorithm} private key"));
         match algorithm {
-            Algorithm::EccP256 => {
-                if scalar.len() != 32 {
-                    return Err(invalid());
-                }
-                P256Key::from_slice(scalar)
-                    .map(SoftKey::P256)
-                    .ok_or_else(invalid)
-            }
+            // P256Key checks the length (32 bytes) itself.
+            Algorithm::EccP256 => P256Key::from_slice(scalar)
+                .map(SoftKey::P256)
+                .ok_or_else(invalid),
             Algorithm::EccP384 => {
                 if scalar.len() != 48 {
                     return Err(invalid());
