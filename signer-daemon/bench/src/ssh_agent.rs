@@ -73,13 +73,40 @@ fn put_string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// An OpenSSH program: from `openssh_dir` when given (a current OpenSSH
+/// built from source, say), else from `PATH` (Debian's openssh-client).
+fn tool(openssh_dir: Option<&Path>, name: &str) -> PathBuf {
+    openssh_dir.map_or_else(|| PathBuf::from(name), |d| d.join(name))
+}
+
+/// The OpenSSH version the agent comes from, as `ssh -V` prints it
+/// (`OpenSSH_9.2p1 Debian-2+deb12u6, OpenSSL ...`: the part before the
+/// comma), from `openssh_dir` or `PATH`.
+pub fn version(openssh_dir: Option<&Path>) -> String {
+    let ssh = tool(openssh_dir, "ssh");
+    match Command::new(&ssh).arg("-V").stdin(Stdio::null()).output() {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stderr);
+            let first = text.lines().next().unwrap_or_default();
+            first
+                .split(',')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        }
+        Err(e) => format!("unknown ({}: {e})", ssh.display()),
+    }
+}
+
 impl Agent {
-    /// Start `ssh-agent -D` on a socket in `dir`, generate a P-256 key and add it.
-    pub fn start(dir: &Path) -> Result<Agent> {
+    /// Start `ssh-agent -D` on a socket in `dir`, generate a P-256 key and
+    /// add it; the OpenSSH programs come from `openssh_dir`, else `PATH`.
+    pub fn start(dir: &Path, openssh_dir: Option<&Path>) -> Result<Agent> {
         let socket = dir.join("ssh-agent.sock");
         let keyfile = dir.join("id_ecdsa");
         run(
-            Command::new("ssh-keygen")
+            Command::new(tool(openssh_dir, "ssh-keygen"))
                 .args([
                     "-q", "-t", "ecdsa", "-b", "256", "-N", "", "-C", "bench", "-f",
                 ])
@@ -103,7 +130,7 @@ impl Agent {
             return Err(Failure("ssh-keygen did not make a P-256 key".into()));
         }
         let key = VerifyingKey::from_sec1_bytes(q).map_err(|e| fail("ssh key point", e))?;
-        let child = Command::new("ssh-agent")
+        let child = Command::new(tool(openssh_dir, "ssh-agent"))
             .arg("-D")
             .arg("-a")
             .arg(&socket)
@@ -126,7 +153,7 @@ impl Agent {
             std::thread::sleep(Duration::from_millis(5));
         }
         run(
-            Command::new("ssh-add")
+            Command::new(tool(openssh_dir, "ssh-add"))
                 .env("SSH_AUTH_SOCK", &socket)
                 .arg(&keyfile),
             "ssh-add",
@@ -214,5 +241,30 @@ mod tests {
         assert_eq!(read_string(&mut b).unwrap(), b"abc");
         assert!(b.is_empty());
         assert!(read_string(&mut &[0, 0, 0, 9, 1][..]).is_err());
+    }
+
+    /// The version comes from `ssh -V` of the directory given (stderr, up
+    /// to the comma); a directory without `ssh` says so instead of
+    /// guessing.
+    #[test]
+    fn the_version_is_what_ssh_v_of_that_directory_prints() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join("ssh");
+        std::fs::write(
+            &ssh,
+            "#!/bin/sh\necho 'OpenSSH_10.3p1, OpenSSL 3.0.19 27 Jan 2026' >&2\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(version(Some(dir.path())), "OpenSSH_10.3p1");
+        let empty = tempfile::tempdir().unwrap();
+        let v = version(Some(empty.path()));
+        assert!(v.starts_with("unknown ("), "{v}");
+        assert_eq!(tool(None, "ssh-agent"), PathBuf::from("ssh-agent"));
+        assert_eq!(
+            tool(Some(dir.path()), "ssh-add"),
+            dir.path().join("ssh-add")
+        );
     }
 }
