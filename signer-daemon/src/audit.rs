@@ -330,10 +330,19 @@ impl AuditLog {
         &self.path
     }
 
-    /// Append `record` and wait until it is on disk.
-    pub async fn write(&self, record: AuditRecord) -> Result<(), AuditError> {
-        let (done_tx, done_rx) = oneshot::channel();
+    /// Append `record` and wait until it is on disk. `lone`: no other
+    /// request is in progress, so the wait polls briefly before it parks
+    /// (`crate::spin`).
+    pub async fn write(&self, record: AuditRecord, lone: bool) -> Result<(), AuditError> {
+        let (done_tx, mut done_rx) = oneshot::channel();
         self.send(Msg::Record(Box::new(record), Some(done_tx)))?;
+        if lone {
+            match crate::spin::poll_for(&mut done_rx, crate::spin::AUDIT_POLL).await {
+                crate::spin::Polled::Answer(done) => return done,
+                crate::spin::Polled::Closed => return Err(self.stopped()),
+                crate::spin::Polled::NotYet => {}
+            }
+        }
         done_rx.await.map_err(|_| self.stopped())?
     }
 
@@ -728,7 +737,7 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..200 {
             let log = log.clone();
-            tasks.push(tokio::spawn(async move { log.write(rec(i)).await }));
+            tasks.push(tokio::spawn(async move { log.write(rec(i), false).await }));
         }
         for t in tasks {
             t.await.unwrap().unwrap();
@@ -751,7 +760,7 @@ mod tests {
         let rotated = dir.path().join("audit.jsonl.1");
         std::fs::rename(&path, &rotated).unwrap();
         log.reopen();
-        log.write(rec(1000)).await.unwrap();
+        log.write(rec(1000), false).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&rotated).unwrap().lines().count(),
             200
@@ -850,29 +859,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let (log, faults) = faulty_log(&path);
-        log.write(rec(1)).await.unwrap();
+        // A lone request's wait (polling first) gets the same outcomes.
+        log.write(rec(1), true).await.unwrap();
         let before = std::fs::read(&path).unwrap();
 
         // The disk fills up 30 bytes into the next line: the write stops
         // short, the record's answer is withheld, and the fragment is cut off.
         *faults.space.lock().unwrap() = Some(30);
-        let err = log.write(rec(2)).await.unwrap_err();
+        let err = log.write(rec(2), true).await.unwrap_err();
         assert!(err.reason.contains("No space left"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), before, "the log changed");
 
         // Space again: the log resumes, every line parses.
         *faults.space.lock().unwrap() = None;
-        log.write(rec(3)).await.unwrap();
+        log.write(rec(3), false).await.unwrap();
         assert_eq!(ids(&std::fs::read_to_string(&path).unwrap()), vec![1, 3]);
 
         // A write that fully succeeded but whose fdatasync failed is cut off
         // too: its answer was withheld, so its line must not claim otherwise.
         let before = std::fs::read(&path).unwrap();
         faults.fail_sync.store(true, Ordering::SeqCst);
-        log.write(rec(4)).await.unwrap_err();
+        log.write(rec(4), false).await.unwrap_err();
         faults.fail_sync.store(false, Ordering::SeqCst);
         assert_eq!(std::fs::read(&path).unwrap(), before);
-        log.write(rec(5)).await.unwrap();
+        log.write(rec(5), false).await.unwrap();
         assert_eq!(ids(&std::fs::read_to_string(&path).unwrap()), vec![1, 3, 5]);
     }
 
@@ -881,10 +891,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let (log, faults) = faulty_log(&path);
-        log.write(rec(1)).await.unwrap();
+        log.write(rec(1), false).await.unwrap();
         *faults.space.lock().unwrap() = Some(30);
         faults.fail_truncate.store(true, Ordering::SeqCst);
-        log.write(rec(2)).await.unwrap_err();
+        log.write(rec(2), false).await.unwrap_err();
         let torn = std::fs::read_to_string(&path).unwrap();
         assert!(
             !torn.ends_with('\n'),
@@ -893,8 +903,8 @@ mod tests {
 
         *faults.space.lock().unwrap() = None;
         faults.fail_truncate.store(false, Ordering::SeqCst);
-        log.write(rec(3)).await.unwrap();
-        log.write(rec(4)).await.unwrap();
+        log.write(rec(3), false).await.unwrap();
+        log.write(rec(4), false).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
@@ -915,16 +925,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let log = AuditLog::open(&path).unwrap();
-        log.write(rec(1)).await.unwrap();
-        log.write(rec(2)).await.unwrap();
+        log.write(rec(1), false).await.unwrap();
+        log.write(rec(2), false).await.unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap()
             .write_all(b"{\"torn")
             .unwrap();
-        log.write(rec(3)).await.unwrap();
-        log.write(rec(4)).await.unwrap();
+        log.write(rec(3), false).await.unwrap();
+        log.write(rec(4), false).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 5, "{text}");

@@ -13,6 +13,7 @@
 //! - [`attestation`]: attestation trust and verdicts.
 //! - [`ctl`]: `signerctl`, the command line over the shared client crate `signer-client`.
 //! - [`emulate_card`]: serve an emulated token to pcscd through vpcd.
+//! - `spin`: a lone request polls for its answer briefly instead of letting the core idle.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -27,5 +28,6 @@ pub mod policy;
 pub mod serve;
 pub mod server;
 pub mod socket;
+mod spin;
 pub mod status;
 pub mod worker;

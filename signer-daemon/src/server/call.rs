@@ -62,6 +62,7 @@ impl Call {
             code: "UNKNOWN",
             ..Default::default()
         };
+        daemon.in_flight.fetch_add(1, Ordering::AcqRel);
         Call {
             daemon: daemon.clone(),
             peer,
@@ -72,6 +73,12 @@ impl Call {
             finished: false,
             expected: Some(daemon.audit.expect()),
         }
+    }
+
+    /// This is the only request in progress: it may poll for its answers
+    /// briefly instead of parking (`crate::spin`).
+    pub fn is_lone(&self) -> bool {
+        self.daemon.in_flight.load(Ordering::Acquire) <= 1
     }
 
     fn caller_or_refuse(&self) -> Result<Arc<PeerInfo>, Status> {
@@ -151,7 +158,8 @@ impl Call {
         self.record.latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let record = std::mem::take(&mut self.record);
         self.expected.take();
-        match self.daemon.audit.write(record).await {
+        let lone = self.is_lone();
+        match self.daemon.audit.write(record, lone).await {
             Ok(()) => result,
             Err(e) => {
                 tracing::error!(error = %e, "audit log write failed; answer withheld");
@@ -165,6 +173,7 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
+        self.daemon.in_flight.fetch_sub(1, Ordering::AcqRel);
         if self.finished {
             return;
         }

@@ -45,7 +45,7 @@ mod service;
 pub mod sign_rules;
 
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -104,6 +104,10 @@ pub struct Daemon {
     trust: AttestationTrust,
     options: DaemonOptions,
     next_request: AtomicU64,
+    /// Requests in progress (a [`call::Call`] each, from its start until
+    /// it is dropped after its audit line): one means a lone request, which
+    /// polls for its answers briefly (`crate::spin`).
+    in_flight: AtomicUsize,
 }
 
 impl Daemon {
@@ -122,6 +126,7 @@ impl Daemon {
             trust,
             options,
             next_request: AtomicU64::new(1),
+            in_flight: AtomicUsize::new(0),
         })
     }
 

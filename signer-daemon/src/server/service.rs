@@ -31,6 +31,7 @@ use super::convert::{
 };
 use super::sign_rules::{self, padding_from_proto, padding_to_proto};
 use crate::policy::{KeyTarget, Operation};
+use crate::spin::Polled;
 use crate::status::{from_error, from_work_error};
 use crate::worker::{Output, Work, WorkError};
 
@@ -182,9 +183,19 @@ impl Call {
     /// Queue `work` on the token and wait for the answer until the deadline.
     async fn run_on_token(&self, token: usize, work: Work) -> Result<Output, Status> {
         let worker = &self.daemon.tokens()[token];
-        let rx = worker
+        let mut rx = worker
             .submit(work, Some(self.deadline))
             .map_err(|e| from_work_error(&e))?;
+        // A lone request polls briefly for an in-process token's answer
+        // (crate::spin).
+        if worker.signs_in_process() && self.is_lone() {
+            match crate::spin::poll_for(&mut rx, crate::spin::TOKEN_POLL).await {
+                Polled::Answer(Ok(out)) => return Ok(out),
+                Polled::Answer(Err(e)) => return Err(from_work_error(&e)),
+                Polled::Closed => return Err(from_work_error(&WorkError::ShuttingDown)),
+                Polled::NotYet => {}
+            }
+        }
         match tokio::time::timeout_at(self.deadline.into(), rx).await {
             Ok(Ok(Ok(out))) => Ok(out),
             Ok(Ok(Err(e))) => Err(from_work_error(&e)),
