@@ -221,6 +221,39 @@ pub(crate) fn grpc_timeout(meta: &tonic::metadata::MetadataMap) -> Option<Durati
 mod tests {
     use super::*;
 
+    /// `is_lone` (which decides whether a request polls for its answers,
+    /// `crate::spin`) is true exactly while one call is in progress; a call
+    /// counts from its start until it is dropped, finished or abandoned.
+    #[tokio::test]
+    async fn a_call_is_lone_only_while_no_other_is_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Daemon::new(
+            Vec::new(),
+            crate::policy::Policy::only_daemon_uid(0),
+            crate::audit::AuditLog::open(dir.path().join("audit.jsonl")).unwrap(),
+            crate::attestation::AttestationTrust::default(),
+            super::super::DaemonOptions::default(),
+        );
+        let request = tonic::Request::new(());
+        let first = Call::begin(&daemon, "Sign", Operation::Sign, &request);
+        assert!(first.is_lone());
+        let second = Call::begin(&daemon, "ListKeys", Operation::List, &request);
+        assert!(!first.is_lone() && !second.is_lone());
+        // Abandoned (dropped unfinished): no longer in progress.
+        drop(second);
+        assert!(first.is_lone());
+        let third = Call::begin(&daemon, "Sign", Operation::Sign, &request);
+        assert!(!third.is_lone());
+        // Finished: its audit line is written (a lone wait polls first) and
+        // it stops counting.
+        first.finish(Ok(())).await.unwrap();
+        assert!(third.is_lone());
+        third.finish(Ok(())).await.unwrap();
+        assert_eq!(daemon.in_flight.load(Ordering::Acquire), 0);
+        let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert_eq!(log.lines().count(), 3, "{log}");
+    }
+
     #[test]
     fn parses_grpc_timeout() {
         let mut m = tonic::metadata::MetadataMap::new();
