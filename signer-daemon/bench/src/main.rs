@@ -746,7 +746,7 @@ struct Report {
 
 /// The first line a command prints (stdout, else stderr), trimmed; `None`
 /// when it cannot run or prints nothing.
-fn first_line(program: &str, args: &[&str]) -> Option<String> {
+fn first_line(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Option<String> {
     let out = std::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -1230,6 +1230,17 @@ mod tests {
         }
     }
 
+    /// The line of `targets` whose name starts with `name`.
+    fn line<'a>(
+        targets: &'a [(String, String, Option<bool>)],
+        name: &str,
+    ) -> &'a (String, String, Option<bool>) {
+        targets
+            .iter()
+            .find(|(n, _, _)| n.starts_with(name))
+            .unwrap_or_else(|| panic!("no line {name:?} in {targets:?}"))
+    }
+
     fn report(cells: &[(Target, usize, f64, f64)]) -> Report {
         Report {
             cells: cells
@@ -1266,22 +1277,13 @@ mod tests {
             (Target::Notary, 8, 8000.0, 900.0),
         ]);
         let t = r.targets();
-        let notary = t
-            .iter()
-            .find(|(n, _, _)| n == "daemon >= notary-signer at every level")
-            .unwrap();
+        let notary = line(&t, "daemon >= notary-signer at every level");
         assert_eq!(notary.1, "1: 0.67x, 8: 1.12x");
         assert_eq!(notary.2, Some(false));
-        let tmpfs = t
-            .iter()
-            .find(|(n, _, _)| n.starts_with("daemon with its audit log on tmpfs"))
-            .unwrap();
+        let tmpfs = line(&t, "daemon with its audit log on tmpfs");
         assert_eq!(tmpfs.1, "1: 1.33x, 8: 1.75x");
         assert_eq!(tmpfs.2, None);
-        let cost = t
-            .iter()
-            .find(|(n, _, _)| n.starts_with("conc 1: what the durable line costs"))
-            .unwrap();
+        let cost = line(&t, "conc 1: what the durable line costs");
         assert!(
             cost.1.contains("170 µs more; one fdatasync 70 µs"),
             "{}",
@@ -1304,10 +1306,7 @@ mod tests {
             (Target::Notary, 8, 8000.0, 900.0),
         ]);
         let t = r.targets();
-        let notary = t
-            .iter()
-            .find(|(n, _, _)| n == "daemon >= notary-signer at every level")
-            .unwrap();
+        let notary = line(&t, "daemon >= notary-signer at every level");
         assert_eq!(notary.2, Some(true));
         assert!(
             !t.iter()

@@ -84,18 +84,14 @@ fn tool(openssh_dir: Option<&Path>, name: &str) -> PathBuf {
 /// comma), from `openssh_dir` or `PATH`.
 pub fn version(openssh_dir: Option<&Path>) -> String {
     let ssh = tool(openssh_dir, "ssh");
-    match Command::new(&ssh).arg("-V").stdin(Stdio::null()).output() {
-        Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stderr);
-            let first = text.lines().next().unwrap_or_default();
-            first
-                .split(',')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        }
-        Err(e) => format!("unknown ({}: {e})", ssh.display()),
+    match crate::first_line(ssh.as_os_str(), &["-V"]) {
+        Some(line) => line
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        None => format!("unknown (no output from {} -V)", ssh.display()),
     }
 }
 

@@ -187,8 +187,9 @@ impl Call {
             .submit(work, Some(self.deadline))
             .map_err(|e| from_work_error(&e))?;
         // A lone request polls briefly for an in-process token's answer
-        // (crate::spin).
-        if worker.signs_in_process() && self.is_lone() {
+        // (crate::spin); the atomic count first, so that under load the
+        // snapshot lock is not taken for nothing.
+        if self.is_lone() && worker.signs_in_process() {
             match crate::spin::poll_for(&mut rx, crate::spin::TOKEN_POLL).await {
                 Polled::Answer(Ok(out)) => return Ok(out),
                 Polled::Answer(Err(e)) => return Err(from_work_error(&e)),
